@@ -1,0 +1,97 @@
+"""Reading YAML and JSON with positions, and validating against models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from canary.documents import format_path, load_document, load_model, parse_json, parse_yaml
+from canary.errors import ConfigError
+
+
+class Inner(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: str
+    weight: int = 0
+
+
+class Outer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    steps: list[Inner]
+
+
+def _problems(exc: pytest.ExceptionInfo[ConfigError]) -> list[str]:
+    return [str(p) for p in exc.value.problems]
+
+
+def test_yaml_positions_point_at_values_and_keys() -> None:
+    doc = parse_yaml("f.yaml", "name: x\nsteps:\n  - method: GET\n    weight: 3\n")
+    assert doc.where(("steps", 0, "weight")) == (4, 13)
+    assert doc.where(("steps", 0, "weight"), key=True) == (4, 5)
+    assert doc.where(("steps", 0, "nope")) == (3, 5)  # nearest known ancestor
+
+
+def test_json_positions_match_yaml_style() -> None:
+    text = '{\n  "name": "x",\n  "steps": [\n    {"method": "GET", "weight": 3}\n  ]\n}\n'
+    doc = parse_json("f.json", text)
+    assert doc.data["steps"][0]["weight"] == 3
+    assert doc.where(("steps", 0, "weight")) == (4, 33)
+    assert doc.where(("steps", 0, "weight"), key=True) == (4, 23)
+
+
+def test_every_problem_is_reported_with_location_and_did_you_mean(tmp_path: Path) -> None:
+    f = tmp_path / "t.yaml"
+    f.write_text("name: x\nsteps:\n  - method: GET\n    wieght: 3\n  - weight: nope\n")
+    with pytest.raises(ConfigError) as exc:
+        load_model(Outer, f)
+    got = _problems(exc)
+    assert f"{f}:4:5: steps[0].wieght: unknown field 'wieght'; did you mean 'weight'?" in got
+    assert f"{f}:5:5: steps[1].method: is required" in got
+    assert any(p.startswith(f"{f}:5:13: steps[1].weight: ") for p in got)
+
+
+def test_json_errors_carry_line_and_column(tmp_path: Path) -> None:
+    f = tmp_path / "t.json"
+    f.write_text('{"name": "x",\n "steps": [{"method": "GET",}]}')
+    with pytest.raises(ConfigError) as exc:
+        load_document(f)
+    assert _problems(exc)[0].startswith(f"{f}:2:29: invalid JSON")
+
+
+def test_duplicate_keys_are_errors() -> None:
+    with pytest.raises(ConfigError, match="duplicate key"):
+        parse_yaml("f.yaml", "a: 1\na: 2\n")
+    with pytest.raises(ConfigError, match="duplicate key 'a'"):
+        parse_json("f.json", '{"a": 1, "a": 2}')
+
+
+def test_yaml_tags_cannot_construct_objects() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml("evil.yaml", "x: !!python/object/apply:os.system ['true']\n")
+    assert "evil.yaml:1:4" in str(exc.value)
+
+
+def test_alias_bombs_are_refused() -> None:
+    lines = ["a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    for i in range(1, 8):
+        prev = chr(ord("a") + i - 1)
+        cur = chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [{', '.join(['*' + prev] * 10)}]")
+    with pytest.raises(ConfigError, match="more than"):
+        parse_yaml("bomb.yaml", "\n".join(lines))
+
+
+def test_missing_and_empty_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_document(tmp_path / "missing.yaml")
+    (tmp_path / "empty.yaml").write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        load_document(tmp_path / "empty.yaml")
+
+
+def test_format_path() -> None:
+    assert format_path(("steps", 2, "url")) == "steps[2].url"
+    assert format_path(()) == ""
