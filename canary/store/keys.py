@@ -1,0 +1,58 @@
+"""The only place Redis key names are built: one prefix, one schema version, one function per key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCHEMA = "v1"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under ``{prefix}:{SCHEMA}``; every key that grows has a cap or a TTL in the store."""
+
+    prefix: str = "canary"
+
+    @property
+    def root(self) -> str:
+        return f"{self.prefix}:{SCHEMA}"
+
+    def rollouts(self) -> str:
+        """Sorted set of rollout ids, scored by creation time (capped)."""
+        return f"{self.root}:rollouts"
+
+    def rollout(self, rollout_id: str) -> str:
+        """The rollout record (JSON)."""
+        return f"{self.root}:rollout:{rollout_id}"
+
+    def events(self, rollout_id: str) -> str:
+        """Stream of everything that happened to a rollout (MAXLEN-capped)."""
+        return f"{self.root}:rollout:{rollout_id}:events"
+
+    def lock(self, rollout_id: str) -> str:
+        """The coordinator lock of a rollout (holds the fencing token)."""
+        return f"{self.root}:rollout:{rollout_id}:lock"
+
+    def fence(self, rollout_id: str) -> str:
+        """Monotonic counter issuing fencing tokens."""
+        return f"{self.root}:rollout:{rollout_id}:fence"
+
+    def results(self, rollout_id: str, window: str) -> str:
+        """Results of one probing window (a step attempt), as JSON list entries."""
+        return f"{self.root}:rollout:{rollout_id}:results:{window}"
+
+    def batches(self, rollout_id: str, window: str) -> str:
+        """Ids of the batches already recorded for a window (what makes recording idempotent)."""
+        return f"{self.root}:rollout:{rollout_id}:batches:{window}"
+
+    def windows(self, rollout_id: str) -> str:
+        """Ordered list of the window names a rollout probed (for export and history)."""
+        return f"{self.root}:rollout:{rollout_id}:windows"
+
+    def history(self, service: str, transaction: str) -> str:
+        """Capped rolling history of a service's stable results for one transaction."""
+        return f"{self.root}:history:{service}:{transaction}"
+
+    def control(self, rollout_id: str) -> str:
+        """Operator commands waiting for the coordinator (pause, resume, promote, abort)."""
+        return f"{self.root}:rollout:{rollout_id}:control"

@@ -1,0 +1,248 @@
+"""Reading and writing rollouts, events, probe results and stable history in Redis.
+
+Recording a batch is atomic and idempotent: a Lua script adds the batch id to the window's set
+and appends the results only when the id was new, so a batch re-delivered after its worker died
+is never counted twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import redis
+
+from canary.errors import StoreError
+from canary.probing.result import TransactionResult
+from canary.settings import load_settings
+from canary.store.keys import Keys
+
+# Caps and lifetimes: every key that grows is bounded.
+EVENTS_MAXLEN = 20_000
+ROLLOUTS_KEPT = 1_000
+HISTORY_KEPT = 5_000
+FINISHED_TTL_S = 30 * 24 * 3600
+RESULTS_TTL_S = 30 * 24 * 3600
+
+_RECORD_BATCH = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+if #ARGV > 2 then
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, 3))
+  redis.call('EXPIRE', KEYS[2], ARGV[2])
+end
+return 1
+"""
+
+# Fencing: a coordinator whose lock expired while it stalled must not overwrite the newer
+# holder's writes, so a save carries its token and is refused when a larger one was stored.
+_SAVE_FENCED = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local f = cjson.decode(cur)['fence']
+  if f and tonumber(f) > tonumber(ARGV[2]) then return 0 end
+end
+if tonumber(ARGV[3]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+_RELEASE_LOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def connect(url: str | None = None) -> redis.Redis:
+    """A client for ``url`` (default: CANARY_REDIS_URL), answering str, with short timeouts."""
+    url = url or load_settings().redis_url or "redis://127.0.0.1:6379/0"
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=10,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+class Store:
+    """All of canary's Redis reads and writes, behind names rather than key strings."""
+
+    def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
+        self.r = client
+        self.keys = keys or Keys(load_settings().key_prefix)
+        self._record = self.r.register_script(_RECORD_BATCH)
+        self._release = self.r.register_script(_RELEASE_LOCK)
+        self._save_fenced = self.r.register_script(_SAVE_FENCED)
+
+    @classmethod
+    def from_url(cls, url: str | None = None) -> Store:
+        return cls(connect(url))
+
+    # --- rollouts --------------------------------------------------------------------------
+
+    def create_rollout(self, record: dict[str, Any]) -> None:
+        rid = record["id"]
+        try:
+            if not self.r.set(self.keys.rollout(rid), json.dumps(record), nx=True):
+                raise StoreError(f"rollout {rid} already exists")
+            self.r.zadd(self.keys.rollouts(), {rid: time.time()})
+            # Keep the index bounded: drop the oldest ids beyond the cap.
+            self.r.zremrangebyrank(self.keys.rollouts(), 0, -ROLLOUTS_KEPT - 1)
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot create rollout {rid}: {exc}") from exc
+
+    def load_rollout(self, rollout_id: str) -> dict[str, Any] | None:
+        try:
+            raw = self.r.get(self.keys.rollout(rollout_id))
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot read rollout {rollout_id}: {exc}") from exc
+        return json.loads(raw) if raw else None
+
+    def save_rollout(self, record: dict[str, Any], *, finished: bool = False) -> bool:
+        """Write the record unless a holder with a newer fencing token already did."""
+        rid = record["id"]
+        try:
+            ok = bool(
+                self._save_fenced(
+                    keys=[self.keys.rollout(rid)],
+                    args=[json.dumps(record), int(record.get("fence") or 0), FINISHED_TTL_S if finished else 0],
+                )
+            )
+            if ok and finished:
+                self.r.expire(self.keys.events(rid), FINISHED_TTL_S)
+                self.r.expire(self.keys.windows(rid), FINISHED_TTL_S)
+            return ok
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot save rollout {rid}: {exc}") from exc
+
+    def list_rollouts(self, limit: int = 50) -> list[dict[str, Any]]:
+        ids = self.r.zrevrange(self.keys.rollouts(), 0, limit - 1)
+        if not ids:
+            return []
+        raws = self.r.mget([self.keys.rollout(i) for i in ids])
+        return [json.loads(raw) for raw in raws if raw]
+
+    # --- coordinator lock with fencing -----------------------------------------------------
+
+    @contextmanager
+    def lock(self, rollout_id: str, *, ttl_s: float = 60.0, wait_s: float = 0.0) -> Iterator[int | None]:
+        """Hold the rollout's lock; yields a fencing token, or None when another holder has it."""
+        token = f"{uuid.uuid4().hex}"
+        key = self.keys.lock(rollout_id)
+        deadline = time.monotonic() + wait_s
+        acquired = False
+        while True:
+            if self.r.set(key, token, nx=True, px=int(ttl_s * 1000)):
+                acquired = True
+                break
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        if not acquired:
+            yield None
+            return
+        try:
+            yield int(self.r.incr(self.keys.fence(rollout_id)))
+        finally:
+            self._release(keys=[key], args=[token])
+
+    # --- events ----------------------------------------------------------------------------
+
+    def append_event(self, rollout_id: str, kind: str, data: dict[str, Any]) -> str:
+        entry = {"type": kind, "t": f"{time.time():.3f}", "data": json.dumps(data)}
+        try:
+            return str(
+                self.r.xadd(self.keys.events(rollout_id), entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+            )
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot append event to {rollout_id}: {exc}") from exc
+
+    def read_events(self, rollout_id: str, after: str = "0-0", *, block_ms: int | None = None, count: int = 500) -> list[tuple[str, dict[str, Any]]]:
+        """Events after id ``after``; blocks up to ``block_ms`` when there are none yet."""
+        key = self.keys.events(rollout_id)
+        if block_ms is None:
+            rows = self.r.xrange(key, min=f"({after}" if after != "0-0" else "-", count=count)
+        else:
+            got = self.r.xread({key: after}, count=count, block=block_ms)
+            rows = got[0][1] if got else []
+        out = []
+        for eid, fields in rows:
+            out.append((eid, {"type": fields["type"], "t": float(fields["t"]), "data": json.loads(fields["data"])}))
+        return out
+
+    # --- control commands (pause, resume, promote, abort) ----------------------------------
+
+    def push_control(self, rollout_id: str, command: str) -> None:
+        key = self.keys.control(rollout_id)
+        self.r.rpush(key, command)
+        self.r.expire(key, FINISHED_TTL_S)
+
+    def pop_controls(self, rollout_id: str) -> list[str]:
+        key = self.keys.control(rollout_id)
+        pipe = self.r.pipeline()
+        pipe.lrange(key, 0, -1)
+        pipe.delete(key)
+        got, _ = pipe.execute()
+        return list(got)
+
+    # --- results ---------------------------------------------------------------------------
+
+    def record_batch(self, rollout_id: str, window: str, batch_id: str, results: Sequence[TransactionResult]) -> bool:
+        """Store a batch's results once; False when this batch id was already recorded."""
+        payload = [json.dumps(r.to_dict()) for r in results]
+        try:
+            added = self._record(
+                keys=[self.keys.batches(rollout_id, window), self.keys.results(rollout_id, window)],
+                args=[batch_id, RESULTS_TTL_S, *payload],
+            )
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot record batch {batch_id}: {exc}") from exc
+        return bool(added)
+
+    def recorded_batches(self, rollout_id: str, window: str) -> set[str]:
+        return set(self.r.smembers(self.keys.batches(rollout_id, window)))
+
+    def add_window(self, rollout_id: str, window: str) -> None:
+        key = self.keys.windows(rollout_id)
+        if window not in self.r.lrange(key, 0, -1):
+            self.r.rpush(key, window)
+
+    def windows(self, rollout_id: str) -> list[str]:
+        return list(self.r.lrange(self.keys.windows(rollout_id), 0, -1))
+
+    def window_results(self, rollout_id: str, window: str) -> list[TransactionResult]:
+        raws = self.r.lrange(self.keys.results(rollout_id, window), 0, -1)
+        return [TransactionResult.from_dict(json.loads(raw)) for raw in raws]
+
+    def all_results(self, rollout_id: str) -> list[TransactionResult]:
+        out: list[TransactionResult] = []
+        for w in self.windows(rollout_id):
+            out.extend(self.window_results(rollout_id, w))
+        out.sort(key=lambda r: r.t)
+        return out
+
+    # --- stable history across rollouts ----------------------------------------------------
+
+    def add_history(self, service: str, results: Sequence[TransactionResult]) -> None:
+        pipe = self.r.pipeline()
+        touched: set[str] = set()
+        for res in results:
+            key = self.keys.history(service, res.transaction)
+            pipe.rpush(key, json.dumps(res.to_dict(with_steps=False)))
+            touched.add(key)
+        for key in touched:
+            pipe.ltrim(key, -HISTORY_KEPT, -1)
+        pipe.execute()
+
+    def history(self, service: str, transaction: str, *, since: float | None = None) -> list[TransactionResult]:
+        raws = self.r.lrange(self.keys.history(service, transaction), 0, -1)
+        got = [TransactionResult.from_dict(json.loads(raw)) for raw in raws]
+        return [r for r in got if since is None or r.t >= since]

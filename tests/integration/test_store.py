@@ -1,0 +1,87 @@
+"""The Redis store against a real redis-server: idempotent batches, fencing, events, caps."""
+
+from __future__ import annotations
+
+import threading
+
+from canary.probing.result import TransactionResult
+from canary.store import Store
+from canary.store.redis_store import HISTORY_KEPT
+
+
+def _res(i: int, version: str = "canary", ok: bool = True) -> TransactionResult:
+    return TransactionResult(t=1000.0 + i, version=version, transaction="browse", ok=ok, latency_ms=10.0 + i, status=200)
+
+
+def test_a_batch_is_recorded_once_even_when_delivered_twice(redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+    batch = [_res(i) for i in range(5)]
+    assert store.record_batch("r1", "s0a0", "b1", batch) is True
+    assert store.record_batch("r1", "s0a0", "b1", batch) is False
+    assert len(store.window_results("r1", "s0a0")) == 5
+    assert store.recorded_batches("r1", "s0a0") == {"b1"}
+
+
+def test_concurrent_redelivery_still_counts_once(redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+    batch = [_res(i) for i in range(20)]
+    outcomes: list[bool] = []
+    threads = [threading.Thread(target=lambda: outcomes.append(store.record_batch("r1", "w", "b", batch))) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count(True) == 1
+    assert len(store.window_results("r1", "w")) == 20
+
+
+def test_results_keep_every_field(redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+    r = TransactionResult(t=5.5, version="stable", transaction="checkout", ok=False, latency_ms=1203.0, status=500, error="step 2: expected status 201, got 500")
+    store.record_batch("r1", "w", "b", [r])
+    assert store.window_results("r1", "w") == [r]
+
+
+def test_lock_is_exclusive_and_fencing_tokens_grow(redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+    with store.lock("r1") as first:
+        assert first is not None
+        with store.lock("r1") as second:
+            assert second is None
+    with store.lock("r1") as third:
+        assert third is not None and third > first
+
+
+def test_a_stale_holder_cannot_overwrite_a_newer_write(redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+    store.create_rollout({"id": "r1", "state": "running", "fence": 0})
+    assert store.save_rollout({"id": "r1", "state": "running", "step": 2, "fence": 7})
+    assert not store.save_rollout({"id": "r1", "state": "running", "step": 1, "fence": 5})
+    assert store.load_rollout("r1") == {"id": "r1", "state": "running", "step": 2, "fence": 7}
+
+
+def test_events_are_read_in_order_and_after_an_id(redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+    first = store.append_event("r1", "step", {"weight": 5})
+    store.append_event("r1", "decision", {"action": "increase"})
+    events = store.read_events("r1")
+    assert [e["type"] for _, e in events] == ["step", "decision"]
+    later = store.read_events("r1", first, block_ms=10)
+    assert [e["data"] for _, e in later] == [{"action": "increase"}]
+
+
+def test_history_is_capped(redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+    store.add_history("shop", [_res(i, "stable") for i in range(HISTORY_KEPT + 50)])
+    got = store.history("shop", "browse")
+    assert len(got) == HISTORY_KEPT
+    assert got[-1].t == 1000.0 + HISTORY_KEPT + 49
+    assert store.history("shop", "browse", since=1000.0 + HISTORY_KEPT + 40)[0].t == 1000.0 + HISTORY_KEPT + 40
+
+
+def test_operator_commands_are_taken_once(redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+    store.push_control("r1", "pause")
+    store.push_control("r1", "abort")
+    assert store.pop_controls("r1") == ["pause", "abort"]
+    assert store.pop_controls("r1") == []
