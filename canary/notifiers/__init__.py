@@ -1,0 +1,47 @@
+"""Notifiers registered by name, and delivery that never blocks a rollout."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from canary.errors import ConfigError, unknown_name
+from canary.notifiers.base import Alert, Notifier
+from canary.notifiers.log import LogNotifier
+
+log = logging.getLogger(__name__)
+
+NOTIFIERS: dict[str, type] = {
+    "log": LogNotifier,
+}
+
+
+def build_notifier(kind: str, options: dict[str, Any] | None = None) -> Notifier:
+    """The notifier registered as ``kind``; unknown names list the known ones."""
+    cls = NOTIFIERS.get(kind)
+    if cls is None:
+        raise unknown_name("notifier", kind, list(NOTIFIERS))
+    try:
+        notifier: Notifier = cls(**(options or {}))
+    except TypeError as exc:
+        raise ConfigError(f"notifier {kind}: {exc}") from None
+    return notifier
+
+
+def deliver(notifiers: Iterable[Notifier], alert: Alert) -> list[str]:
+    """Send to every channel; a channel that fails is logged and skipped, never raised.
+
+    Returns the names of the channels that failed, so the caller can record it.
+    """
+    failed = []
+    for n in notifiers:
+        try:
+            n.send(alert)
+        except Exception as exc:  # a broken channel must never block a rollback
+            log.warning("notifier %s failed for %s: %s", n.name, alert.dedupe_key, exc)
+            failed.append(n.name)
+    return failed
+
+
+__all__ = ["NOTIFIERS", "Alert", "Notifier", "build_notifier", "deliver"]

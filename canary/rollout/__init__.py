@@ -1,0 +1,1 @@
+"""Rollouts: their configuration, their state machine and the per-step controller."""

@@ -1,0 +1,28 @@
+"""Routers registered by name; ``build_router`` turns a config block into one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from canary.errors import ConfigError, unknown_name
+from canary.routers.base import RouteContext, Router
+from canary.routers.noop import NoopRouter
+
+ROUTERS: dict[str, type] = {
+    "noop": NoopRouter,
+}
+
+
+def build_router(kind: str, options: dict[str, Any] | None = None) -> Router:
+    """The router registered as ``kind`` built with ``options``; unknown names list the known ones."""
+    cls = ROUTERS.get(kind)
+    if cls is None:
+        raise unknown_name("router", kind, list(ROUTERS))
+    try:
+        router: Router = cls(**(options or {}))
+    except TypeError as exc:
+        raise ConfigError(f"router {kind}: {exc}") from None
+    return router
+
+
+__all__ = ["ROUTERS", "RouteContext", "Router", "build_router"]

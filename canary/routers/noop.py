@@ -1,0 +1,28 @@
+"""The noop router: moves no traffic; for trying rollouts out and for synthetic-only checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from canary.routers.base import RouteContext
+
+
+class NoopRouter:
+    """Accepts every weight and cannot tell what the live weight is."""
+
+    name = "noop"
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def set_weight(self, weight: int, ctx: RouteContext) -> None:
+        return None
+
+    def verify_weight(self, weight: int, ctx: RouteContext) -> bool | None:
+        return None
+
+    def promote(self, ctx: RouteContext) -> None:
+        return None
+
+    def rollback(self, ctx: RouteContext) -> None:
+        return None
