@@ -1,0 +1,344 @@
+"""Judges: a step's results in, a Decision (increase / hold / promote / rollback) with reasons out.
+
+The v0 judge, registered as "threshold" (and "default"), applies these rules to the current
+step window, per expected transaction:
+
+1. Evidence. A transaction with fewer than ``min_samples`` canary or stable results (none at all
+   included) is "too little evidence" and holds the step.
+2. Tests, each at a Bonferroni share of ``alpha`` (default 0.01 per step over all tests of the
+   step, so that identical versions are rarely rolled back):
+   - canary success rate below ``success_threshold``: exact binomial test of the failures
+     (a confidence bound, not the point estimate of a handful of runs);
+   - canary p95 above ``latency_p95_ms`` (when set): exact test of the share of runs above it;
+   - canary error rate above stable's by more than ``max_error_rate_increase_pp``: Newcombe
+     (Wilson-based) bound on the difference with the tolerance as the null margin;
+   - canary latency above stable's by more than ``max_latency_increase_pct``, two ways: a
+     bootstrap bound on the ratio of p95s (tail regressions) and a Mann-Whitney test on log
+     latency with the tolerance as the shift (a slowdown of every run, seen with few runs).
+   Each test fails on strong evidence (p < alpha share), is inconclusive on some evidence
+   (p < suspect_alpha share, default 0.2) and passes otherwise.
+3. Stable health. Stable's window is tested against its own history (EWMA band of per-interval
+   success rate and p95, see baseline.py). Stable far off its band means an event that is not the
+   canary's: hold and alert. An absolute SLO breach that stable shows too in the same window holds
+   rather than rolls back, for the same reason.
+4. Error budget. More failed canary transactions over the rollout than ``error_budget`` raises an
+   alert; it also rolls back when ``rollback_on_error_budget``.
+5. Action. Any failed canary test (or the budget rule) rolls back. Otherwise any hold reason
+   holds, unless the step has already held ``max_holds`` times: then it rolls back (fail safe)
+   and says so. Otherwise "promote" at ``weight >= max_weight``, else "increase".
+
+Each test judges the window alone; repeating it step after step raises the false-alarm rate
+over a rollout (the sequential engine that replaces this judge addresses that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, get_args
+
+from canary.analysis.absolute import check_latency, check_success
+from canary.analysis.baseline import Baseline
+from canary.analysis.checks import Check, json_safe
+from canary.analysis.compare import DEFAULT_BOOTSTRAP, compare
+from canary.analysis.metrics import stats_of
+from canary.analysis.slo import SLO
+from canary.errors import unknown_name
+from canary.probing.result import TransactionResult
+
+Action = Literal["increase", "hold", "promote", "rollback"]
+ACTIONS: tuple[str, ...] = get_args(Action)
+
+
+@dataclass
+class Decision:
+    """What to do with the rollout now, why (sentences with numbers) and the numbers themselves."""
+
+    action: Action
+    reasons: list[str]
+    predictive: bool = False
+    alerts: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, strict JSON (no NaN)."""
+        return {
+            "action": self.action,
+            "reasons": list(self.reasons),
+            "predictive": self.predictive,
+            "alerts": list(self.alerts),
+            "metrics": json_safe(self.metrics),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Decision:
+        action = d["action"]
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}; known: {', '.join(ACTIONS)}")
+        return cls(
+            action=action,
+            reasons=[str(r) for r in d.get("reasons") or []],
+            predictive=bool(d.get("predictive", False)),
+            alerts=[str(a) for a in d.get("alerts") or []],
+            metrics=dict(d.get("metrics") or {}),
+        )
+
+
+@dataclass
+class JudgeInput:
+    """Everything a judge may look at for one decision; results carry their own timestamps."""
+
+    canary: Sequence[TransactionResult]  # canary results of the current step window
+    stable: Sequence[TransactionResult]  # stable results probed at the same time
+    history: Sequence[TransactionResult]  # stable results before this step
+    cumulative_canary_failures: int  # over the whole rollout so far, this window included
+    slo: SLO
+    weight: int  # current canary weight
+    max_weight: int
+    step_index: int
+    holds: int  # consecutive holds at this step so far
+    max_holds: int
+    transactions: Sequence[str]  # names expected
+    min_samples: int = 10
+
+
+class Judge(Protocol):
+    """Anything that decides; implementations must be pure (same input, same Decision)."""
+
+    name: str
+
+    def decide(self, inp: JudgeInput) -> Decision: ...
+
+
+@dataclass
+class ThresholdJudge:
+    """The v0 judge: fixed-window tests against tolerances and objectives (module docstring)."""
+
+    name: str = "threshold"
+    alpha: float = 0.01
+    suspect_alpha: float = 0.2
+    health_alpha: float = 0.01
+    bucket_s: float = 60.0
+    n_boot: int = DEFAULT_BOOTSTRAP
+    seed: int = 0
+
+    def decide(self, inp: JudgeInput) -> Decision:
+        slo = inp.slo
+        canary, stable = _by_transaction(inp.canary), _by_transaction(inp.stable)
+        txns = list(inp.transactions) or sorted(set(canary) | set(stable))
+        rollback: list[str] = []
+        hold: list[str] = []
+        alerts: list[str] = []
+        per_txn: dict[str, dict[str, Any]] = {}
+
+        if inp.cumulative_canary_failures > slo.error_budget:
+            msg = (
+                f"error budget spent: {inp.cumulative_canary_failures} failed canary "
+                f"transactions so far, budget {slo.error_budget}"
+            )
+            alerts.append(msg)
+            if slo.rollback_on_error_budget:
+                rollback.append(msg + " (rollback_on_error_budget is set)")
+
+        ready = []
+        for t in txns:
+            nc, ns = len(canary.get(t, [])), len(stable.get(t, []))
+            if nc >= inp.min_samples and ns >= inp.min_samples:
+                ready.append(t)
+            else:
+                hold.append(
+                    f"{t}: too little evidence: {nc} canary and {ns} stable runs in this window, "
+                    f"need at least {inp.min_samples} of each"
+                )
+
+        tests_per_txn = 4 + (slo.latency_p95_ms is not None)
+        m = max(1, len(ready) * tests_per_txn)
+        a, sa = self.alpha / m, self.suspect_alpha / m
+        ha = self.health_alpha / max(1, 2 * len(ready))
+        baseline = Baseline.from_history(inp.history, self.bucket_s) if inp.history else None
+
+        passed: list[str] = []
+        for t in ready:
+            c, s = canary[t], stable[t]
+            checks = compare(
+                t, c, s, slo, alpha=a, suspect_alpha=sa, n_boot=self.n_boot, seed=self.seed
+            )
+            absolute = [check_success(t, c, slo.success_threshold, alpha=a, suspect_alpha=sa)]
+            if slo.latency_p95_ms is not None:
+                absolute.append(check_latency(t, c, slo.latency_p95_ms, alpha=a, suspect_alpha=sa))
+            shared = _shared_breaches(t, s, slo, absolute, a, sa)
+            health = baseline.check_stable(t, s, alpha=ha) if baseline else []
+            per_txn[t] = {"checks": [ch.to_dict() for ch in checks + absolute + shared + health]}
+            t_rollback, t_hold, t_alerts = _classify(checks, absolute, shared, health)
+            rollback += t_rollback
+            hold += t_hold
+            alerts += t_alerts
+            if not t_rollback and not t_hold:
+                passed.append(_pass_summary(t, c, s))
+
+        metrics = _metrics(inp, canary, stable, txns, per_txn, baseline)
+        metrics.update(judge=self.name, tests=m, alpha_per_test=a, suspect_alpha_per_test=sa)
+        if rollback:
+            return Decision("rollback", rollback + hold, alerts=alerts, metrics=metrics)
+        if hold:
+            if inp.holds >= inp.max_holds:
+                first = (
+                    f"held {inp.holds} times at step {inp.step_index} (max {inp.max_holds}) "
+                    f"without enough evidence that the canary is good; rolling back to fail safe"
+                )
+                return Decision("rollback", [first, *hold], alerts=alerts, metrics=metrics)
+            return Decision("hold", hold, alerts=alerts, metrics=metrics)
+        final = inp.weight >= inp.max_weight
+        head = (
+            f"all checks within tolerance at weight {inp.weight}% "
+            f"({'final step: promoting' if final else 'increasing'})"
+        )
+        return Decision(
+            "promote" if final else "increase", [head, *passed], alerts=alerts, metrics=metrics
+        )
+
+
+def _by_transaction(results: Sequence[TransactionResult]) -> dict[str, list[TransactionResult]]:
+    # The inputs are already split by version; grouping by name alone means a mislabelled
+    # version field cannot hide results.
+    out: dict[str, list[TransactionResult]] = {}
+    for r in results:
+        out.setdefault(r.transaction, []).append(r)
+    return out
+
+
+def _classify(
+    comparisons: list[Check], absolute: list[Check], shared: list[Check], health: list[Check]
+) -> tuple[list[str], list[str], list[str]]:
+    """One transaction's checks as (rollback reasons, hold reasons, alerts)."""
+    rollback: list[str] = []
+    hold: list[str] = []
+    alerts: list[str] = []
+    for ch in health:
+        if ch.verdict == "fail":
+            hold.append(f"{ch.reason}; holding: not the canary's doing")
+            alerts.append(ch.reason)
+    for ch in comparisons + absolute:
+        if ch.verdict == "fail" and ch in absolute and _is_shared(ch, shared):
+            hold.append(f"{ch.reason}, but stable breaches it too in this window; holding")
+        elif ch.verdict == "fail":
+            rollback.append(ch.reason)
+        elif ch.verdict == "inconclusive":
+            hold.append(ch.reason)
+    return rollback, hold, alerts
+
+
+def _shared_breaches(
+    t: str,
+    stable: Sequence[TransactionResult],
+    slo: SLO,
+    absolute: list[Check],
+    alpha: float,
+    suspect_alpha: float,
+) -> list[Check]:
+    """The same absolute tests on stable, only where the canary failed them."""
+    out = []
+    for ch in absolute:
+        if ch.verdict != "fail":
+            continue
+        if ch.check == "canary_success_slo":
+            out.append(
+                check_success(
+                    t,
+                    stable,
+                    slo.success_threshold,
+                    alpha=alpha,
+                    suspect_alpha=suspect_alpha,
+                    who="stable",
+                )
+            )
+        elif ch.check == "canary_latency_slo" and slo.latency_p95_ms is not None:
+            out.append(
+                check_latency(
+                    t,
+                    stable,
+                    slo.latency_p95_ms,
+                    alpha=alpha,
+                    suspect_alpha=suspect_alpha,
+                    who="stable",
+                )
+            )
+    return out
+
+
+def _is_shared(canary_check: Check, stable_checks: list[Check]) -> bool:
+    # "inconclusive" for stable is enough: a comparison test already catches a canary that is
+    # much worse than a mildly breaching stable.
+    twin = canary_check.check.replace("canary_", "stable_", 1)
+    return any(s.check == twin and s.verdict != "pass" for s in stable_checks)
+
+
+def _pass_summary(
+    t: str, canary: Sequence[TransactionResult], stable: Sequence[TransactionResult]
+) -> str:
+    c, s = stats_of(canary), stats_of(stable)
+    return (
+        f"{t}: canary success {c.success_rate:.1f}% ({c.ok}/{c.n}), p95 {c.p95_ms:.0f} ms "
+        f"vs stable {s.success_rate:.1f}% ({s.ok}/{s.n}), p95 {s.p95_ms:.0f} ms"
+    )
+
+
+def _metrics(
+    inp: JudgeInput,
+    canary: dict[str, list[TransactionResult]],
+    stable: dict[str, list[TransactionResult]],
+    txns: list[str],
+    per_txn: dict[str, dict[str, Any]],
+    baseline: Baseline | None,
+) -> dict[str, Any]:
+    for t in sorted(set(txns) | set(canary) | set(stable)):
+        entry = per_txn.setdefault(t, {"checks": []})
+        entry["canary"] = stats_of(canary.get(t, [])).to_dict()
+        entry["stable"] = stats_of(stable.get(t, [])).to_dict()
+        entry["expected"] = t in txns
+        if baseline:
+            entry["baseline"] = {
+                metric: dict(
+                    zip(("mean", "std", "n_buckets"), baseline.band(t, metric), strict=True)
+                )
+                for metric in ("success_rate", "p95_ms")
+            }
+    return json_safe(
+        {
+            "canary": stats_of(inp.canary).to_dict(),
+            "stable": stats_of(inp.stable).to_dict(),
+            "per_transaction": per_txn,
+            "weight": inp.weight,
+            "step_index": inp.step_index,
+            "holds": inp.holds,
+            "cumulative_canary_failures": inp.cumulative_canary_failures,
+            "error_budget": inp.slo.error_budget,
+        }
+    )
+
+
+@dataclass
+class ScriptedJudge:
+    """A fake for tests of callers: returns the given decisions in order, then repeats the last."""
+
+    decisions: list[Decision]
+    name: str = "scripted"
+    calls: list[JudgeInput] = field(default_factory=list)
+
+    def decide(self, inp: JudgeInput) -> Decision:
+        self.calls.append(inp)
+        i = min(len(self.calls), len(self.decisions)) - 1
+        return self.decisions[i]
+
+
+JUDGES: dict[str, type] = {"threshold": ThresholdJudge, "default": ThresholdJudge}
+
+
+def get_judge(name: str) -> Judge:
+    """A judge by registry name; an unknown name is a ConfigError listing the known ones."""
+    try:
+        cls = JUDGES[name]
+    except KeyError:
+        raise unknown_name("judge", name, list(JUDGES)) from None
+    judge: Judge = cls()
+    return judge
