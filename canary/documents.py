@@ -6,6 +6,7 @@ Every definition and configuration goes through here so that each problem is rep
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import re
@@ -69,14 +70,18 @@ def read_text(path: str | Path) -> str:
     try:
         size = p.stat().st_size
         if size > MAX_FILE_BYTES:
-            raise ConfigError([Problem(str(path), 1, 1, "", f"file is {size} bytes; at most {MAX_FILE_BYTES}")])
+            raise ConfigError(
+                [Problem(str(path), 1, 1, "", f"file is {size} bytes; at most {MAX_FILE_BYTES}")]
+            )
         return p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError([Problem(str(path), 1, 1, "", "no such file")]) from None
     except IsADirectoryError:
         raise ConfigError([Problem(str(path), 1, 1, "", "is a directory, not a file")]) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(str(path), 1, 1, "", f"not UTF-8 text ({exc.reason})")]) from None
+        raise ConfigError(
+            [Problem(str(path), 1, 1, "", f"not UTF-8 text ({exc.reason})")]
+        ) from None
     except OSError as exc:
         raise ConfigError([Problem(str(path), 1, 1, "", f"cannot read: {exc.strerror}")]) from None
 
@@ -87,7 +92,9 @@ def load_document(path: str | Path, text: str | None = None) -> Document:
     if text is None:
         text = read_text(path)
     stripped = text.lstrip()
-    if name.endswith(".json") or stripped.startswith(("{", "[")) and not name.endswith((".yaml", ".yml")):
+    if name.endswith(".json") or (
+        stripped.startswith(("{", "[")) and not name.endswith((".yaml", ".yml"))
+    ):
         return parse_json(name, text)
     return parse_yaml(name, text)
 
@@ -97,7 +104,14 @@ def load_document(path: str | Path, text: str | None = None) -> Document:
 
 def parse_yaml(name: str, text: str) -> Document:
     """Parse YAML with the safe loader only; positions come from the node tree."""
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader rejects control characters as soon as it is built, so build it in here.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        pos = max(0, min(exc.position, len(text)))
+        line, col = text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
+        msg = f"invalid YAML: unacceptable character #x{exc.character:04x}: {exc.reason}"
+        raise ConfigError([Problem(name, line, col, "", msg)]) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -122,10 +136,14 @@ def parse_yaml(name: str, text: str) -> Document:
         loader.dispose()
 
 
-def _walk_yaml(node: yaml.Node, path: PathT, doc: Document, problems: list[Problem], count: list[int]) -> None:
+def _walk_yaml(
+    node: yaml.Node, path: PathT, doc: Document, problems: list[Problem], count: list[int]
+) -> None:
     count[0] += 1
     if count[0] > MAX_NODES:
-        raise ConfigError([Problem(doc.file, 1, 1, "", f"document expands to more than {MAX_NODES} values")])
+        raise ConfigError(
+            [Problem(doc.file, 1, 1, "", f"document expands to more than {MAX_NODES} values")]
+        )
     doc.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -165,15 +183,21 @@ def parse_json(name: str, text: str) -> Document:
     try:
         data = json.loads(text, object_pairs_hook=pairs)
     except json.JSONDecodeError as exc:
-        raise ConfigError([Problem(name, exc.lineno, exc.colno, "", f"invalid JSON: {exc.msg}")]) from None
+        raise ConfigError(
+            [Problem(name, exc.lineno, exc.colno, "", f"invalid JSON: {exc.msg}")]
+        ) from None
     except RecursionError:
         raise ConfigError([Problem(name, 1, 1, "", "invalid JSON: nested too deeply")]) from None
     doc = Document(name, data)
     lines = _LineIndex(text)
-    try:
-        _scan_json(text, _WS.match(text, 0).end(), (), doc, lines)  # type: ignore[union-attr]
-    except (ValueError, IndexError, RecursionError):
-        pass  # positions are a courtesy: json.loads above is the authority on validity
+    # Positions are a courtesy: json.loads above is the authority on validity.
+    seen_twice: list[PathT] = []
+    with contextlib.suppress(ValueError, IndexError, RecursionError):
+        _scan_json(text, _WS.match(text, 0).end(), (), doc, lines, seen_twice)  # type: ignore[union-attr]
+    if seen_twice:  # the scan found where: point at each repeated key
+        raise ConfigError(
+            [doc.problem(p, f"duplicate key {p[-1]!r}", key=True) for p in seen_twice]
+        )
     if dupes:
         raise ConfigError([doc.problem((), f"duplicate key {k!r}") for k in dupes])
     return doc
@@ -190,7 +214,9 @@ class _LineIndex:
         return (i + 1, offset - self.starts[i] + 1)
 
 
-def _scan_json(text: str, i: int, path: PathT, doc: Document, lines: _LineIndex) -> int:
+def _scan_json(
+    text: str, i: int, path: PathT, doc: Document, lines: _LineIndex, dupes: list[PathT]
+) -> int:
     """Record the position of the value at ``i`` and its children; return the index after it."""
     doc.values[path] = lines.at(i)
     ch = text[i]
@@ -202,10 +228,12 @@ def _scan_json(text: str, i: int, path: PathT, doc: Document, lines: _LineIndex)
             key_at = i
             key, i = json.decoder.scanstring(text, i + 1)  # type: ignore[attr-defined]
             child = (*path, key)
+            if child in doc.keys:
+                dupes.append(child)
             doc.keys[child] = lines.at(key_at)
             i = _WS.match(text, i).end()  # type: ignore[union-attr]
             i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]  # past ':'
-            i = _scan_json(text, i, child, doc, lines)
+            i = _scan_json(text, i, child, doc, lines, dupes)
             i = _WS.match(text, i).end()  # type: ignore[union-attr]
             if text[i] == "}":
                 return i + 1
@@ -216,7 +244,7 @@ def _scan_json(text: str, i: int, path: PathT, doc: Document, lines: _LineIndex)
             return i + 1
         n = 0
         while True:
-            i = _scan_json(text, i, (*path, n), doc, lines)
+            i = _scan_json(text, i, (*path, n), doc, lines, dupes)
             n += 1
             i = _WS.match(text, i).end()  # type: ignore[union-attr]
             if text[i] == "]":
@@ -258,7 +286,11 @@ def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -
             key = str(path[-1]) if path else ""
             hint = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
             msg = f"unknown field {key!r}"
-            msg += f"; did you mean {hint[0]!r}?" if hint else (f"; known fields: {', '.join(allowed)}" if allowed else "")
+            msg += (
+                f"; did you mean {hint[0]!r}?"
+                if hint
+                else (f"; known fields: {', '.join(allowed)}" if allowed else "")
+            )
             problems.append(doc.problem(path, msg, key=True))
             continue
         msg = str(err["msg"])

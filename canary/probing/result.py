@@ -18,6 +18,8 @@ class StepResult:
     status: int | None = None
     error: str | None = None
     attempt: int = 1
+    size_bytes: int | None = None  # body bytes read (at most the cap)
+    truncated: bool = False  # the body was longer than the cap and was cut
 
 
 @dataclass(slots=True)
