@@ -76,7 +76,8 @@ class Store:
     """All of canary's Redis reads and writes, behind names rather than key strings."""
 
     def __init__(self, client: redis.Redis, keys: Keys | None = None) -> None:
-        self.r = client
+        # Any: redis-py's types cannot express decode_responses=True (every reply is str here).
+        self.r: Any = client
         self.keys = keys or Keys(load_settings().key_prefix)
         self._record = self.r.register_script(_RECORD_BATCH)
         self._release = self.r.register_script(_RELEASE_LOCK)
@@ -113,7 +114,11 @@ class Store:
             ok = bool(
                 self._save_fenced(
                     keys=[self.keys.rollout(rid)],
-                    args=[json.dumps(record), int(record.get("fence") or 0), FINISHED_TTL_S if finished else 0],
+                    args=[
+                        json.dumps(record),
+                        int(record.get("fence") or 0),
+                        FINISHED_TTL_S if finished else 0,
+                    ],
                 )
             )
             if ok and finished:
@@ -133,7 +138,9 @@ class Store:
     # --- coordinator lock with fencing -----------------------------------------------------
 
     @contextmanager
-    def lock(self, rollout_id: str, *, ttl_s: float = 60.0, wait_s: float = 0.0) -> Iterator[int | None]:
+    def lock(
+        self, rollout_id: str, *, ttl_s: float = 60.0, wait_s: float = 0.0
+    ) -> Iterator[int | None]:
         """Hold the rollout's lock; yields a fencing token, or None when another holder has it."""
         token = f"{uuid.uuid4().hex}"
         key = self.keys.lock(rollout_id)
@@ -160,12 +167,16 @@ class Store:
         entry = {"type": kind, "t": f"{time.time():.3f}", "data": json.dumps(data)}
         try:
             return str(
-                self.r.xadd(self.keys.events(rollout_id), entry, maxlen=EVENTS_MAXLEN, approximate=True)  # type: ignore[arg-type]
+                self.r.xadd(
+                    self.keys.events(rollout_id), entry, maxlen=EVENTS_MAXLEN, approximate=True
+                )
             )
         except redis.RedisError as exc:
             raise StoreError(f"cannot append event to {rollout_id}: {exc}") from exc
 
-    def read_events(self, rollout_id: str, after: str = "0-0", *, block_ms: int | None = None, count: int = 500) -> list[tuple[str, dict[str, Any]]]:
+    def read_events(
+        self, rollout_id: str, after: str = "0-0", *, block_ms: int | None = None, count: int = 500
+    ) -> list[tuple[str, dict[str, Any]]]:
         """Events after id ``after``; blocks up to ``block_ms`` when there are none yet."""
         key = self.keys.events(rollout_id)
         if block_ms is None:
@@ -175,7 +186,16 @@ class Store:
             rows = got[0][1] if got else []
         out = []
         for eid, fields in rows:
-            out.append((eid, {"type": fields["type"], "t": float(fields["t"]), "data": json.loads(fields["data"])}))
+            out.append(
+                (
+                    eid,
+                    {
+                        "type": fields["type"],
+                        "t": float(fields["t"]),
+                        "data": json.loads(fields["data"]),
+                    },
+                )
+            )
         return out
 
     # --- control commands (pause, resume, promote, abort) ----------------------------------
@@ -195,7 +215,9 @@ class Store:
 
     # --- results ---------------------------------------------------------------------------
 
-    def record_batch(self, rollout_id: str, window: str, batch_id: str, results: Sequence[TransactionResult]) -> bool:
+    def record_batch(
+        self, rollout_id: str, window: str, batch_id: str, results: Sequence[TransactionResult]
+    ) -> bool:
         """Store a batch's results once; False when this batch id was already recorded."""
         payload = [json.dumps(r.to_dict()) for r in results]
         try:
@@ -242,7 +264,9 @@ class Store:
             pipe.ltrim(key, -HISTORY_KEPT, -1)
         pipe.execute()
 
-    def history(self, service: str, transaction: str, *, since: float | None = None) -> list[TransactionResult]:
+    def history(
+        self, service: str, transaction: str, *, since: float | None = None
+    ) -> list[TransactionResult]:
         raws = self.r.lrange(self.keys.history(service, transaction), 0, -1)
         got = [TransactionResult.from_dict(json.loads(raw)) for raw in raws]
         return [r for r in got if since is None or r.t >= since]

@@ -10,7 +10,9 @@ from canary.store.redis_store import HISTORY_KEPT
 
 
 def _res(i: int, version: str = "canary", ok: bool = True) -> TransactionResult:
-    return TransactionResult(t=1000.0 + i, version=version, transaction="browse", ok=ok, latency_ms=10.0 + i, status=200)
+    return TransactionResult(
+        t=1000.0 + i, version=version, transaction="browse", ok=ok, latency_ms=10.0 + i, status=200
+    )
 
 
 def test_a_batch_is_recorded_once_even_when_delivered_twice(redis_url: str) -> None:
@@ -26,7 +28,10 @@ def test_concurrent_redelivery_still_counts_once(redis_url: str) -> None:
     store = Store.from_url(redis_url)
     batch = [_res(i) for i in range(20)]
     outcomes: list[bool] = []
-    threads = [threading.Thread(target=lambda: outcomes.append(store.record_batch("r1", "w", "b", batch))) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: outcomes.append(store.record_batch("r1", "w", "b", batch)))
+        for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -37,7 +42,15 @@ def test_concurrent_redelivery_still_counts_once(redis_url: str) -> None:
 
 def test_results_keep_every_field(redis_url: str) -> None:
     store = Store.from_url(redis_url)
-    r = TransactionResult(t=5.5, version="stable", transaction="checkout", ok=False, latency_ms=1203.0, status=500, error="step 2: expected status 201, got 500")
+    r = TransactionResult(
+        t=5.5,
+        version="stable",
+        transaction="checkout",
+        ok=False,
+        latency_ms=1203.0,
+        status=500,
+        error="step 2: expected status 201, got 500",
+    )
     store.record_batch("r1", "w", "b", [r])
     assert store.window_results("r1", "w") == [r]
 
@@ -76,7 +89,10 @@ def test_history_is_capped(redis_url: str) -> None:
     got = store.history("shop", "browse")
     assert len(got) == HISTORY_KEPT
     assert got[-1].t == 1000.0 + HISTORY_KEPT + 49
-    assert store.history("shop", "browse", since=1000.0 + HISTORY_KEPT + 40)[0].t == 1000.0 + HISTORY_KEPT + 40
+    assert (
+        store.history("shop", "browse", since=1000.0 + HISTORY_KEPT + 40)[0].t
+        == 1000.0 + HISTORY_KEPT + 40
+    )
 
 
 def test_operator_commands_are_taken_once(redis_url: str) -> None:

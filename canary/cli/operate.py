@@ -1,0 +1,228 @@
+"""`canary rollout ...`: start, list, watch and steer rollouts on a running fleet."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from canary.cli.follow import Followed, describe, follow
+from canary.cli.rollouts import EXIT_BY_STATE, final_json, start
+from canary.errors import CanaryError, ConfigError
+from canary.rollout import state as st
+from canary.rollout.config import load_rollout
+from canary.settings import load_settings
+from canary.store import Store
+
+COMMANDS = {
+    "pause": "hold at the current weight until resumed",
+    "resume": "let a paused rollout go on",
+    "promote": "send all traffic to the canary now and end the rollout",
+    "abort": "send all traffic back to stable now and end the rollout",
+}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "rollout", help="start, list, watch and steer rollouts on a fleet (CANARY_REDIS_URL)"
+    )
+    rs = p.add_subparsers(dest="rollout_command", metavar="ACTION")
+    rs.required = True
+
+    s = rs.add_parser("start", help="start a rollout on the fleet and print its id")
+    s.add_argument("file", help="rollout file (YAML or JSON)")
+    s.add_argument(
+        "--watch", action="store_true", help="follow it to the end (exit code as `watch`)"
+    )
+    s.add_argument("--json", action="store_true", help='print {"id": ...} as JSON')
+    s.set_defaults(func=cmd_start)
+
+    t = rs.add_parser("status", help="a table of rollouts, or one rollout in detail")
+    t.add_argument("id", nargs="?", help="rollout id (default: list the newest)")
+    t.add_argument("--limit", type=int, default=20)
+    t.add_argument("--json", action="store_true")
+    t.set_defaults(func=cmd_status)
+
+    w = rs.add_parser(
+        "watch", help="follow a rollout live; exit 0 promoted, 3 rolled back, 1 failed"
+    )
+    w.add_argument("id")
+    w.add_argument(
+        "--json", action="store_true", help="print the final record as JSON on the last line"
+    )
+    w.add_argument(
+        "--timeout", type=float, default=24 * 3600.0, help="give up after this many seconds"
+    )
+    w.set_defaults(func=cmd_watch)
+
+    for name, text in COMMANDS.items():
+        c = rs.add_parser(name, help=text)
+        c.add_argument("id")
+        c.set_defaults(func=cmd_command, command=name)
+
+
+def fleet_url() -> str:
+    """The fleet's Redis: CANARY_REDIS_URL, else the one `canary local up` started."""
+    url = load_settings().redis_url
+    if not url:
+        from canary.cli.localmode import local_redis_url
+
+        url = local_redis_url()
+    if not url:
+        raise CanaryError("no fleet: set CANARY_REDIS_URL, or start one with `canary local up`")
+    return url
+
+
+def _store(url: str | None = None) -> Store:
+    url = url or fleet_url()
+    store = Store.from_url(url)
+    try:
+        store.r.ping()
+    except Exception as exc:
+        raise CanaryError(f"cannot reach Redis at {url}: {exc}") from None
+    return store
+
+
+def _record(store: Store, rollout_id: str) -> dict[str, Any]:
+    record = store.load_rollout(rollout_id)
+    if record is None:
+        raise ConfigError(f"unknown rollout {rollout_id!r}; `canary rollout status` lists them")
+    return record
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    config, transactions = load_rollout(args.file)
+    url = fleet_url()
+    store = _store(url)
+    rollout_id = start(url, config, transactions)
+    if args.json:
+        print(json.dumps({"id": rollout_id}))
+    else:
+        print(rollout_id)
+    if args.watch:
+        return _watch(store, rollout_id, as_json=False, timeout=24 * 3600.0)
+    return 0
+
+
+def _when(ts: Any) -> str:
+    return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    store = _store()
+    if args.id:
+        record = _record(store, args.id)
+        if args.json:
+            print(json.dumps(record))
+            return 0
+        _print_one(record)
+        return 0
+    records = store.list_rollouts(limit=args.limit)
+    if args.json:
+        keep = (
+            "id",
+            "name",
+            "service",
+            "state",
+            "outcome",
+            "step",
+            "weight",
+            "created_at",
+            "updated_at",
+        )
+        for r in records:
+            print(json.dumps({k: r.get(k) for k in keep}))
+        return 0
+    table = Table(title="rollouts (newest first)")
+    table.add_column("id", no_wrap=True)
+    for col in ("state", "weight", "step", "canary", "started (UTC)", "last decision"):
+        table.add_column(col, overflow="fold")
+    for r in records:
+        last = (r.get("decisions") or [{}])[-1]
+        table.add_row(
+            r["id"],
+            r["state"],
+            f"{r.get('weight', 0)}%",
+            f"{r.get('step', 0) + 1}/{len(r.get('weights') or [])}",
+            str(r["config"]["canary"].get("version") or r["config"]["canary"]["url"]),
+            _when(r.get("created_at")),
+            str(last.get("action", "-")),
+        )
+    Console().print(table)
+    return 0
+
+
+def _print_one(record: dict[str, Any]) -> None:
+    console = Console()
+    cfg = record["config"]
+    console.print(
+        f"{record['id']}  [{record['state']}]", style="bold", highlight=False, markup=False
+    )
+    console.print(
+        f"stable {cfg['stable'].get('version') or ''} {cfg['stable']['url']}  →  canary {cfg['canary'].get('version') or ''} {cfg['canary']['url']}",
+        highlight=False,
+        markup=False,
+    )
+    weights = record.get("weights") or []
+    console.print(
+        f"weight {record.get('weight')}%  step {record.get('step', 0) + 1}/{len(weights)} ({' → '.join(f'{w}%' for w in weights)})",
+        highlight=False,
+        markup=False,
+    )
+    console.print(
+        f"started {_when(record.get('created_at'))} UTC; canary failures so far {record.get('canary_failures', 0)}",
+        highlight=False,
+        markup=False,
+    )
+    for d in (record.get("decisions") or [])[-5:]:
+        console.print(
+            f"  {d['window']}: {d['action']} at {d['weight']}% — {'; '.join(d.get('reasons') or [])}",
+            highlight=False,
+            markup=False,
+        )
+
+
+def _watch(store: Store, rollout_id: str, *, as_json: bool, timeout: float) -> int:
+    record = _record(store, rollout_id)
+    console = Console(stderr=as_json)
+    followed = Followed(rollout_id, label="")
+    if st.is_final(record["state"]):
+        followed.final = record
+        for _eid, ev in store.read_events(rollout_id):
+            for text, style in describe(followed, ev["type"], ev["data"]):
+                console.print(text, style=style, highlight=False, markup=False)
+    elif not follow(store, [followed], console, deadline=time.monotonic() + timeout):
+        console.print(
+            f"gave up watching after {timeout:.0f} s; the rollout goes on",
+            style="yellow",
+            highlight=False,
+        )
+        return 1
+    final = followed.final or {}
+    if as_json:
+        print(final_json(final), flush=True)
+    return EXIT_BY_STATE.get(str(final.get("state")), 1)
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    return _watch(_store(), args.id, as_json=args.json, timeout=args.timeout)
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    store = _store()
+    record = _record(store, args.id)
+    if st.is_final(record["state"]):
+        print(
+            f"rollout {args.id} already ended ({record['state']}); nothing to {args.command}",
+            file=sys.stderr,
+        )
+        return 1
+    store.push_control(args.id, args.command)
+    print(f"{args.command} queued for {args.id}; the coordinator applies it at its next check")
+    return 0

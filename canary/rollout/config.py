@@ -1,0 +1,286 @@
+"""The rollout configuration language: versions, schedule, probes, SLOs, router, notifiers."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from canary.analysis.slo import SLO
+from canary.documents import Document, load_document, parse_model
+from canary.errors import ConfigError, Problem
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def parse_duration(value: Any) -> float:
+    """``30``, ``"30s"``, ``"2m"``, ``"500ms"`` → seconds."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 30, '30s', '2m' or '500ms'")
+    if isinstance(value, int | float):
+        return float(value)
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration such as 30, '30s', '2m' or '500ms'")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class VersionSpec(_Strict):
+    """One version of the service: where it answers and what it is."""
+
+    url: str = Field(description="Base URL that synthetic transactions are sent to.")
+    version: str | None = Field(default=None, description="Version label, e.g. 1.4.2.")
+    image: str | None = Field(
+        default=None, description="Container image, passed to routers that deploy."
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra headers for every probe."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v.rstrip("/")
+
+
+class Schedule(_Strict):
+    """How the canary's traffic weight grows, and how long each step lasts."""
+
+    initial_weight: int = Field(default=5, ge=1, le=100)
+    step_weight: int = Field(default=5, ge=1, le=100)
+    max_weight: int = Field(default=100, ge=1, le=100)
+    steps: list[int] | None = Field(
+        default=None, description="Explicit weights, e.g. [5, 10, 25, 50, 100]."
+    )
+    step_interval: float = Field(
+        default=60.0, description="Seconds (or '30s', '2m') each step is probed."
+    )
+    isolated_check: bool = Field(
+        default=True, description="Probe the canary at weight 0 before any traffic moves."
+    )
+
+    @field_validator("step_interval", mode="before")
+    @classmethod
+    def _interval(cls, v: Any) -> float:
+        seconds = parse_duration(v)
+        if not 1.0 <= seconds <= 86_400:
+            raise ValueError("must be between 1s and 24h")
+        return seconds
+
+    @field_validator("steps")
+    @classmethod
+    def _steps(cls, v: list[int] | None) -> list[int] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("must list at least one weight")
+        if any(not 1 <= w <= 100 for w in v):
+            raise ValueError("every weight must be between 1 and 100")
+        if any(b <= a for a, b in itertools.pairwise(v)):
+            raise ValueError("weights must increase")
+        return v
+
+    @model_validator(mode="after")
+    def _span(self) -> Schedule:
+        if self.steps is None and self.initial_weight > self.max_weight:
+            raise ValueError(
+                f"initial_weight {self.initial_weight} must be <= max_weight {self.max_weight}"
+            )
+        return self
+
+    def weights(self) -> list[int]:
+        """The canary's weight at each traffic step (the isolated check, weight 0, not included)."""
+        if self.steps is not None:
+            return list(self.steps)
+        out = [self.initial_weight]
+        while out[-1] < self.max_weight:
+            out.append(min(out[-1] + self.step_weight, self.max_weight))
+        return out
+
+
+class Probes(_Strict):
+    """How many synthetic transactions each step runs, and from where."""
+
+    per_step: int = Field(
+        default=40, ge=1, le=100_000, description="Runs per version per transaction per step."
+    )
+    batch_size: int = Field(default=20, ge=1, le=10_000, description="Runs per probe task.")
+    concurrency: int = Field(
+        default=8, ge=1, le=256, description="Runs in flight inside one probe task."
+    )
+    environments: list[str] = Field(default_factory=lambda: ["default"], min_length=1)
+
+    @field_validator("environments")
+    @classmethod
+    def _envs(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"{name!r} is not a valid environment name (letters, digits, '-', '_', '.')"
+                )
+        return v
+
+
+class SLOSpec(_Strict):
+    """Service-level objectives and tolerances (the replay format's ``slo`` block)."""
+
+    success_threshold: float | None = Field(default=None, gt=0, le=100)
+    error_budget: int | None = Field(default=None, ge=0)
+    latency_p95_ms: float | None = Field(default=None, gt=0)
+    max_latency_increase_pct: float = Field(default=10.0, ge=0)
+    max_error_rate_increase_pp: float = Field(default=0.5, ge=0)
+    rollback_on_error_budget: bool = False
+
+
+class AnalysisSpec(_Strict):
+    """Which judge decides, and how long it may wait for evidence."""
+
+    judge: str = "threshold"
+    min_samples: int = Field(default=10, ge=1)
+    max_holds: int = Field(default=3, ge=0)
+    history_window: float = Field(
+        default=3600.0, description="Seconds of stable history used as baseline."
+    )
+
+    @field_validator("history_window", mode="before")
+    @classmethod
+    def _window(cls, v: Any) -> float:
+        return parse_duration(v)
+
+
+class PluginSpec(BaseModel):
+    """A router or notifier: ``type`` picks the implementation, other keys are its settings."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: str
+
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class RolloutConfig(_Strict):
+    """A rollout as an operator writes it."""
+
+    name: str = Field(description="Rollout name; the rollout id is derived from it.")
+    service: str | None = Field(
+        default=None, description="Service name; history is kept per service."
+    )
+    stable: VersionSpec
+    canary: VersionSpec
+    transactions: list[str] = Field(
+        min_length=1, description="Transaction files, relative to this file."
+    )
+    schedule: Schedule = Field(default_factory=Schedule)
+    probes: Probes = Field(default_factory=Probes)
+    slo: SLOSpec = Field(default_factory=SLOSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
+    router: PluginSpec = Field(default_factory=lambda: PluginSpec(type="noop"))
+    notifiers: list[PluginSpec] = Field(default_factory=lambda: [PluginSpec(type="log")])
+
+    @field_validator("name", "service")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not _NAME.match(v):
+            raise ValueError(f"{v!r} must be 1-63 letters, digits, '-', '_' or '.'")
+        return v
+
+    @property
+    def service_name(self) -> str:
+        return self.service or self.name
+
+
+def load_rollout(path: str | Path) -> tuple[RolloutConfig, list[dict[str, Any]]]:
+    """Load a rollout file and every transaction it names.
+
+    Returns the config and the transactions as plain JSON (what workers receive). Problems in the
+    rollout file and in every transaction file are reported together.
+    """
+    from canary.transactions import load_transaction
+
+    doc = load_document(path)
+    config = parse_model(RolloutConfig, doc)
+    problems: list[Problem] = []
+    problems.extend(_check_plugins(config, doc))
+    txs: list[dict[str, Any]] = []
+    names: dict[str, int] = {}
+    base = Path(path).parent
+    for i, rel in enumerate(config.transactions):
+        tx_path = base / rel
+        try:
+            tx = load_transaction(tx_path)
+        except ConfigError as exc:
+            problems.extend(exc.problems or [doc.problem(("transactions", i), str(exc))])
+            continue
+        if tx.name in names:
+            problems.append(
+                doc.problem(
+                    ("transactions", i),
+                    f"transaction {tx.name!r} is already listed at transactions[{names[tx.name]}]",
+                )
+            )
+        names[tx.name] = i
+        txs.append(tx.model_dump(mode="json"))
+    if problems:
+        raise ConfigError(problems)
+    return config, txs
+
+
+def _check_plugins(config: RolloutConfig, doc: Document) -> list[Problem]:
+    from canary.analysis.judge import JUDGES
+    from canary.notifiers import NOTIFIERS
+    from canary.routers import ROUTERS
+
+    out: list[Problem] = []
+    if config.router.type not in ROUTERS:
+        out.append(
+            doc.problem(
+                ("router", "type"),
+                f"unknown router {config.router.type!r}; known: {', '.join(sorted(ROUTERS))}",
+            )
+        )
+    for i, n in enumerate(config.notifiers):
+        if n.type not in NOTIFIERS:
+            out.append(
+                doc.problem(
+                    ("notifiers", i, "type"),
+                    f"unknown notifier {n.type!r}; known: {', '.join(sorted(NOTIFIERS))}",
+                )
+            )
+    if config.analysis.judge not in JUDGES:
+        out.append(
+            doc.problem(
+                ("analysis", "judge"),
+                f"unknown judge {config.analysis.judge!r}; known: {', '.join(sorted(JUDGES))}",
+            )
+        )
+    return out
+
+
+def effective_slo(config: RolloutConfig, transactions: list[dict[str, Any]]) -> SLO:
+    """The SLO the judge applies: the rollout's, else the strictest of its transactions'."""
+    thresholds = [float(t.get("sla_success_threshold") or 99.0) for t in transactions] or [99.0]
+    budgets = [
+        int(t["error_budget"]) for t in transactions if t.get("error_budget") is not None
+    ] or [5]
+    s = config.slo
+    return SLO(
+        success_threshold=s.success_threshold
+        if s.success_threshold is not None
+        else max(thresholds),
+        error_budget=s.error_budget if s.error_budget is not None else min(budgets),
+        latency_p95_ms=s.latency_p95_ms,
+        max_latency_increase_pct=s.max_latency_increase_pct,
+        max_error_rate_increase_pp=s.max_error_rate_increase_pp,
+        rollback_on_error_budget=s.rollback_on_error_budget,
+    )

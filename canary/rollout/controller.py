@@ -1,0 +1,525 @@
+"""The rollout controller: what the coordinator does at each step, and what a decision changes.
+
+One call per step, never a long loop. ``advance`` sets the weight and fans the step's probes out;
+``analyze`` waits for their results, asks the judge, and applies the decision by scheduling the
+next call. Both take the rollout's lock, read the record, return early when there is nothing to
+do (a finished rollout, a stale or re-delivered task), and write the record once at the end.
+Celery-free: the caller passes a Dispatcher that schedules the next tasks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from canary.analysis.judge import Decision, JudgeInput, get_judge
+from canary.analysis.metrics import summarize_version
+from canary.analysis.slo import SLO
+from canary.errors import CanaryError, RouterError
+from canary.notifiers import Alert, build_notifier, deliver
+from canary.probing.result import TransactionResult
+from canary.rollout import state as st
+from canary.rollout.config import RolloutConfig, effective_slo
+from canary.routers import RouteContext, Router, build_router
+from canary.store import Store
+
+log = logging.getLogger(__name__)
+
+# How long analysis waits past the end of a window for late batches before judging without them.
+STRAGGLER_GRACE_S = 30.0
+# How often a waiting analysis or a paused rollout looks again.
+RECHECK_S = 1.0
+DECISIONS_KEPT = 200
+
+
+class Dispatcher(Protocol):
+    """Schedules the tasks that carry a rollout forward (Celery in production)."""
+
+    def probe(self, batch: dict[str, Any], queue: str) -> None: ...
+
+    def analyze(self, rollout_id: str, window: str, countdown: float) -> None: ...
+
+    def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None: ...
+
+
+@dataclass
+class Context:
+    """What the controller works with: the store, the dispatcher, the clock and the probe queues."""
+
+    store: Store
+    dispatcher: Dispatcher
+    now: Callable[[], float] = time.time
+    queue_prefix: str = "canary.probe"
+    routers: dict[str, Router] = field(default_factory=dict)
+
+
+def window_name(step: int, attempt: int) -> str:
+    """The name of probing window (step, attempt): ``s3a1``."""
+    return f"s{step}a{attempt}"
+
+
+def window_position(window: str) -> tuple[int, int]:
+    """``"s3a1"`` → ``(3, 1)``: windows order by step, then attempt."""
+    step, _, attempt = window[1:].partition("a")
+    return int(step), int(attempt)
+
+
+def new_rollout_id(name: str) -> str:
+    return f"{name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:6]}"
+
+
+def create(
+    ctx: Context,
+    config: RolloutConfig,
+    transactions: list[dict[str, Any]],
+    *,
+    rollout_id: str | None = None,
+) -> dict[str, Any]:
+    """Persist a new rollout and schedule its first step."""
+    weights = ([0] if config.schedule.isolated_check else []) + config.schedule.weights()
+    now = ctx.now()
+    record: dict[str, Any] = {
+        "id": rollout_id or new_rollout_id(config.name),
+        "name": config.name,
+        "service": config.service_name,
+        "created_at": now,
+        "updated_at": now,
+        "config": config.model_dump(mode="json"),
+        "transactions": transactions,
+        "slo": effective_slo(config, transactions).to_dict(),
+        "weights": weights,
+        "state": "running",
+        "outcome": None,
+        "step": 0,
+        "attempt": 0,
+        "weight": 0,
+        "window": None,
+        "canary_failures": 0,
+        "alerts_sent": [],
+        "decisions": [],
+        "fence": 0,
+    }
+    ctx.store.create_rollout(record)
+    ctx.store.append_event(
+        record["id"],
+        "created",
+        {
+            "name": config.name,
+            "service": record["service"],
+            "weights": weights,
+            "slo": record["slo"],
+        },
+    )
+    ctx.dispatcher.advance(record["id"], 0, 0, 0.0)
+    return record
+
+
+# --- advance: set the weight, fan the step out ---------------------------------------------------
+
+
+def advance(ctx: Context, rollout_id: str, step: int, attempt: int) -> str:
+    """Start probing window (step, attempt). Returns a word saying what happened (for logs)."""
+    with ctx.store.lock(rollout_id, wait_s=5.0) as fence:
+        if fence is None:
+            ctx.dispatcher.advance(rollout_id, step, attempt, RECHECK_S)
+            return "locked"
+        record = ctx.store.load_rollout(rollout_id)
+        if record is None:
+            return "unknown"
+        if st.is_final(record["state"]):
+            return "finished"
+        if (record["step"], record["attempt"]) != (step, attempt) or record.get(
+            "window"
+        ) == window_name(step, attempt):
+            return "stale"
+        record["fence"] = fence
+        if _apply_controls(ctx, record):
+            return record["state"]
+        if record["state"] == "paused":
+            ctx.dispatcher.advance(rollout_id, step, attempt, RECHECK_S)
+            return "paused"
+        weight = record["weights"][step]
+        if not _set_weight(ctx, record, weight):
+            return record["state"]
+        _dispatch_window(ctx, record, step, attempt, weight)
+        record["updated_at"] = ctx.now()
+        ctx.store.save_rollout(record)
+        return "probing"
+
+
+def _set_weight(ctx: Context, record: dict[str, Any], weight: int) -> bool:
+    """Move traffic and check it moved; on failure roll back (fail safe) and say so."""
+    router = _router(ctx, record)
+    try:
+        router.set_weight(weight, _route_ctx(record))
+        verified = router.verify_weight(weight, _route_ctx(record))
+    except RouterError as exc:
+        _finish(
+            ctx,
+            record,
+            "failed",
+            Decision("rollback", [f"router {router.name} failed to set weight {weight}%: {exc}"]),
+        )
+        return False
+    if verified is False:
+        _finish(
+            ctx,
+            record,
+            "failed",
+            Decision(
+                "rollback", [f"router {router.name} reports a live weight other than {weight}%"]
+            ),
+        )
+        return False
+    record["weight"] = weight
+    ctx.store.append_event(
+        record["id"], "weight", {"weight": weight, "verified": verified, "router": router.name}
+    )
+    return True
+
+
+def _dispatch_window(
+    ctx: Context, record: dict[str, Any], step: int, attempt: int, weight: int
+) -> None:
+    cfg = RolloutConfig.model_validate(record["config"])
+    window = window_name(step, attempt)
+    interval = cfg.schedule.step_interval
+    start = ctx.now()
+    n = cfg.probes.per_step
+    per_batch = cfg.probes.batch_size
+    batches_per_series = math.ceil(n / per_batch)
+    envs = cfg.probes.environments
+    expected: list[str] = []
+    ctx.store.add_window(record["id"], window)
+    # Each batch probes stable and canary side by side at the same instants, so load on the
+    # probing host or the network weighs on both alike and cannot pass for a regression.
+    for tx in record["transactions"]:
+        for j in range(batches_per_series):
+            # Batches of one series interleave over the window so the analysis sees a time
+            # series rather than bursts: batch j runs the probes j, j+m, j+2m, ...
+            count = len(range(j, n, batches_per_series))
+            env = envs[len(expected) % len(envs)]
+            batch_id = f"{window}.{tx['transaction_name']}.{j}"
+            expected.append(batch_id)
+            ctx.dispatcher.probe(
+                {
+                    "rollout_id": record["id"],
+                    "window": window,
+                    "batch_id": batch_id,
+                    "versions": ["stable", "canary"],
+                    "transaction": tx["transaction_name"],
+                    "count": count,
+                    "slot": j,
+                    "slots": batches_per_series,
+                    "series_size": n,
+                    "start_at": start,
+                    "spread_s": interval * 0.9,
+                    "concurrency": cfg.probes.concurrency,
+                    "environment": env,
+                },
+                f"{ctx.queue_prefix}.{env}",
+            )
+    ctx.dispatcher.analyze(record["id"], window, interval)
+    record.update(
+        window=window, window_started_at=start, window_interval=interval, expected_batches=expected
+    )
+    ctx.store.append_event(
+        record["id"],
+        "step",
+        {
+            "step": step,
+            "attempt": attempt,
+            "weight": weight,
+            "window": window,
+            "batches": len(expected),
+            "probes": n * 2 * len(record["transactions"]),
+        },
+    )
+
+
+# --- analyze: judge the window, apply the decision ------------------------------------------------
+
+
+def analyze(ctx: Context, rollout_id: str, window: str) -> str:
+    """Judge a finished window and apply the decision."""
+    with ctx.store.lock(rollout_id, wait_s=5.0) as fence:
+        if fence is None:
+            ctx.dispatcher.analyze(rollout_id, window, RECHECK_S)
+            return "locked"
+        record = ctx.store.load_rollout(rollout_id)
+        if record is None:
+            return "unknown"
+        if (
+            st.is_final(record["state"])
+            or record.get("window") != window
+            or record.get("judged") == window
+        ):
+            return "stale"
+        record["fence"] = fence
+        if _apply_controls(ctx, record):
+            return record["state"]
+        expected = set(record.get("expected_batches") or [])
+        done = ctx.store.recorded_batches(rollout_id, window)
+        missing = expected - done
+        late_by = ctx.now() - (record["window_started_at"] + record["window_interval"])
+        if missing and late_by < STRAGGLER_GRACE_S:
+            ctx.dispatcher.analyze(rollout_id, window, RECHECK_S)
+            return "waiting"
+        decision = _judge(ctx, record, window, missing)
+        _apply(ctx, record, window, decision)
+        return decision.action
+
+
+def _judge(ctx: Context, record: dict[str, Any], window: str, missing: set[str]) -> Decision:
+    cfg = RolloutConfig.model_validate(record["config"])
+    results = ctx.store.window_results(record["id"], window)
+    canary = [r for r in results if r.version == "canary"]
+    stable = [r for r in results if r.version == "stable"]
+    names = [t["transaction_name"] for t in record["transactions"]]
+    since = record["window_started_at"] - cfg.analysis.history_window
+    history: list[TransactionResult] = []
+    for name in names:
+        history.extend(
+            h
+            for h in ctx.store.history(record["service"], name, since=since)
+            if h.t < record["window_started_at"]
+        )
+    record["canary_failures"] = int(record.get("canary_failures", 0)) + sum(
+        1 for r in canary if not r.ok
+    )
+    weights = record["weights"]
+    inp = JudgeInput(
+        canary=canary,
+        stable=stable,
+        history=history,
+        cumulative_canary_failures=record["canary_failures"],
+        slo=SLO.from_dict(record["slo"]),
+        weight=record["weight"],
+        max_weight=weights[-1],
+        step_index=record["step"],
+        holds=record["attempt"],
+        max_holds=cfg.analysis.max_holds,
+        transactions=names,
+        min_samples=cfg.analysis.min_samples,
+    )
+    decision = get_judge(cfg.analysis.judge).decide(inp)
+    if missing:
+        decision.reasons.append(
+            f"{len(missing)} of {len(record.get('expected_batches') or [])} probe batches did not report in time and were judged as missing data"
+        )
+    # Stable results feed the service's rolling history only after they were judged against it.
+    ctx.store.add_history(record["service"], stable)
+    decision.metrics.setdefault("canary", _stats(canary))
+    decision.metrics.setdefault("stable", _stats(stable))
+    return decision
+
+
+def _stats(results: list[TransactionResult]) -> dict[str, Any]:
+    s = summarize_version(results, results[0].version if results else "")
+    return (
+        {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in vars(s).items()}
+        if results
+        else {"n": 0}
+    )
+
+
+def _apply(ctx: Context, record: dict[str, Any], window: str, decision: Decision) -> None:
+    record["judged"] = window
+    entry = {
+        "window": window,
+        "step": record["step"],
+        "attempt": record["attempt"],
+        "weight": record["weight"],
+        **decision.to_dict(),
+    }
+    record["decisions"] = [*(record.get("decisions") or [])[-DECISIONS_KEPT + 1:], {k: v for k, v in entry.items() if k != "metrics"}]
+    ctx.store.append_event(record["id"], "decision", entry)
+    for alert_kind in decision.alerts:
+        _alert(
+            ctx,
+            record,
+            "error_budget" if "budget" in alert_kind else "failure",
+            alert_kind,
+            decision.reasons,
+            "warning",
+        )
+    step, attempt = record["step"], record["attempt"]
+    if decision.action == "rollback":
+        _finish(ctx, record, "rolled_back", decision)
+    elif decision.action == "promote" or (
+        decision.action == "increase" and step + 1 >= len(record["weights"])
+    ):
+        _promote(ctx, record, decision)
+    elif decision.action == "increase":
+        record.update(step=step + 1, attempt=0)
+        ctx.dispatcher.advance(record["id"], step + 1, 0, 0.0)
+        ctx.store.save_rollout(record)
+    else:  # hold: probe the same weight again
+        record.update(attempt=attempt + 1)
+        ctx.dispatcher.advance(record["id"], step, attempt + 1, 0.0)
+        ctx.store.save_rollout(record)
+
+
+def _promote(ctx: Context, record: dict[str, Any], decision: Decision) -> None:
+    router = _router(ctx, record)
+    try:
+        router.promote(_route_ctx(record))
+    except RouterError as exc:
+        _finish(
+            ctx,
+            record,
+            "failed",
+            Decision(
+                "rollback", [*decision.reasons, f"router {router.name} failed to promote: {exc}"]
+            ),
+        )
+        return
+    record["weight"] = 100
+    version = record["config"]["canary"].get("version")
+    _alert(
+        ctx,
+        record,
+        "promotion",
+        f"canary {version} promoted" if version else "canary promoted",
+        decision.reasons,
+        "info",
+    )
+    _set_state(ctx, record, "promoted", decision)
+
+
+def _finish(ctx: Context, record: dict[str, Any], new_state: str, decision: Decision) -> None:
+    """End the rollout with all traffic on stable; a router that fails is reported, not hidden."""
+    router = _router(ctx, record)
+    reasons = list(decision.reasons)
+    try:
+        router.rollback(_route_ctx(record))
+        record["weight"] = 0
+    except (RouterError, Exception) as exc:
+        reasons.append(
+            f"router {router.name} failed to roll back: {exc}; traffic may still reach the canary"
+        )
+        new_state = "failed"
+    kind = "rollback" if new_state in ("rolled_back", "aborted") else "failure"
+    _alert(
+        ctx,
+        record,
+        kind,
+        f"rollout {new_state.replace('_', ' ')}; traffic back to stable",
+        reasons,
+        "critical",
+    )
+    _set_state(
+        ctx,
+        record,
+        new_state,
+        Decision("rollback", reasons, predictive=decision.predictive, metrics=decision.metrics),
+    )
+
+
+def _set_state(ctx: Context, record: dict[str, Any], new_state: str, decision: Decision) -> None:
+    record["state"] = st.transition(record["state"], new_state)
+    record["updated_at"] = ctx.now()
+    if st.is_final(new_state):
+        record["outcome"] = st.OUTCOME[new_state]
+        record["finished_at"] = ctx.now()
+        record["reasons"] = decision.reasons
+        record["predictive"] = decision.predictive
+    # Saved before the event is told, so whoever reads the record on that event sees the end.
+    if ctx.store.save_rollout(record, finished=st.is_final(new_state)):
+        ctx.store.append_event(
+            record["id"],
+            "state",
+            {
+                "state": new_state,
+                "outcome": record.get("outcome"),
+                "weight": record["weight"],
+                "reasons": decision.reasons,
+                "predictive": decision.predictive,
+            },
+        )
+
+
+def fail_safe(ctx: Context, rollout_id: str, reason: str) -> None:
+    """Called when a coordinator task failed for good: send traffic to stable and say why."""
+    with ctx.store.lock(rollout_id, wait_s=10.0) as fence:
+        record = ctx.store.load_rollout(rollout_id)
+        if record is None or st.is_final(record["state"]):
+            return
+        record["fence"] = fence or record.get("fence", 0)
+        _finish(ctx, record, "failed", Decision("rollback", [reason]))
+
+
+# --- operator commands ----------------------------------------------------------------------------
+
+
+def _apply_controls(ctx: Context, record: dict[str, Any]) -> bool:
+    """Apply queued operator commands; True when one of them ended the rollout."""
+    for command in ctx.store.pop_controls(record["id"]):
+        ctx.store.append_event(record["id"], "command", {"command": command})
+        if command == "abort":
+            _finish(ctx, record, "aborted", Decision("rollback", ["aborted by an operator"]))
+            return True
+        if command == "promote":
+            _promote(ctx, record, Decision("promote", ["promoted by an operator"]))
+            return True
+        if command == "pause" and record["state"] == "running":
+            _set_state(ctx, record, "paused", Decision("hold", ["paused by an operator"]))
+        elif command == "resume" and record["state"] == "paused":
+            _set_state(ctx, record, "running", Decision("hold", ["resumed by an operator"]))
+    return False
+
+
+# --- plumbing -------------------------------------------------------------------------------------
+
+
+def _router(ctx: Context, record: dict[str, Any]) -> Router:
+    spec = record["config"]["router"]
+    kind = spec["type"]
+    if kind not in ctx.routers:
+        ctx.routers[kind] = build_router(kind, {k: v for k, v in spec.items() if k != "type"})
+    return ctx.routers[kind]
+
+
+def _route_ctx(record: dict[str, Any]) -> RouteContext:
+    cfg = record["config"]
+    return RouteContext(
+        rollout_id=record["id"],
+        service=record["service"],
+        stable=cfg["stable"],
+        canary=cfg["canary"],
+        step=record["step"],
+    )
+
+
+def _alert(
+    ctx: Context, record: dict[str, Any], kind: str, summary: str, reasons: list[str], severity: str
+) -> None:
+    alert = Alert(
+        kind=kind,  # type: ignore[arg-type]
+        rollout_id=record["id"],
+        service=record["service"],
+        stable_version=record["config"]["stable"].get("version"),
+        canary_version=record["config"]["canary"].get("version"),
+        weight=int(record["weight"]),
+        summary=summary,
+        reasons=list(reasons),
+        severity=severity,  # type: ignore[arg-type]
+    )
+    if alert.dedupe_key in record.get("alerts_sent", []):
+        return
+    record.setdefault("alerts_sent", []).append(alert.dedupe_key)
+    notifiers = []
+    for spec in record["config"].get("notifiers") or []:
+        try:
+            notifiers.append(
+                build_notifier(spec["type"], {k: v for k, v in spec.items() if k != "type"})
+            )
+        except CanaryError as exc:
+            log.warning("notifier %s unusable: %s", spec.get("type"), exc)
+    failed = deliver(notifiers, alert)
+    ctx.store.append_event(record["id"], "alert", {**alert.to_dict(), "failed_channels": failed})

@@ -1,0 +1,111 @@
+"""Operating rollouts from the CLI: `canary local up|status|down` and `canary rollout ...`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.fixtures.services import DemoFactory
+
+ROOT = Path(__file__).resolve().parents[2]
+CANARY = [sys.executable, "-m", "canary.cli.main"]
+
+
+def _canary(
+    env: dict[str, str], *args: str, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CANARY, *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _rollout(tmp: Path, stable: str, canary: str, interval: str) -> Path:
+    doc: dict[str, Any] = {
+        "name": "op",
+        "stable": {"url": stable, "version": "1.0"},
+        "canary": {"url": canary, "version": "2.0"},
+        "transactions": [str(ROOT / "configs/transactions/demo-browse.yaml")],
+        "schedule": {"initial_weight": 50, "step_weight": 50, "step_interval": interval},
+        "probes": {"per_step": 12, "batch_size": 6},
+        "slo": {
+            "max_latency_increase_pct": 200,
+            "max_error_rate_increase_pp": 5,
+            "success_threshold": 90,
+        },
+    }
+    path = tmp / "op.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _processes_under(folder: Path) -> list[str]:
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cwd = os.readlink(proc / "cwd")
+            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if cwd.startswith(str(folder)) or str(folder) in cmd:
+            found.append(cmd)
+    return found
+
+
+def test_local_fleet_runs_rollouts_started_watched_and_aborted_from_the_cli(
+    tmp_path: Path, demo_service_factory: DemoFactory
+) -> None:
+    home = tmp_path / "home"
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "CANARY_REDIS_URL"},
+        "CANARY_HOME": str(home),
+    }
+    up = _canary(env, "local", "up")
+    assert up.returncode == 0, up.stderr
+    try:
+        assert "export CANARY_REDIS_URL=redis://127.0.0.1:" in up.stdout
+        status = _canary(env, "local", "status", "--json")
+        assert status.returncode == 0 and json.loads(status.stdout)["running"] is True
+
+        stable, canary = demo_service_factory("s").url, demo_service_factory("c").url
+        # A quick rollout, started and then watched to its end.
+        started = _canary(
+            env, "rollout", "start", str(_rollout(tmp_path, stable, canary, "1s")), "--json"
+        )
+        assert started.returncode == 0, started.stderr
+        rid = json.loads(started.stdout)["id"]
+        watched = _canary(env, "rollout", "watch", rid, "--json")
+        assert watched.returncode == 0, watched.stderr
+        assert json.loads(watched.stdout.splitlines()[-1])["outcome"] == "promoted"
+
+        # A slow one, aborted by an operator while it runs.
+        slow = _canary(env, "rollout", "start", str(_rollout(tmp_path, stable, canary, "3s")))
+        slow_id = slow.stdout.strip()
+        time.sleep(1.0)
+        assert _canary(env, "rollout", "abort", slow_id).returncode == 0
+        watched = _canary(env, "rollout", "watch", slow_id, "--json")
+        assert watched.returncode == 3, watched.stderr
+        final = json.loads(watched.stdout.splitlines()[-1])
+        assert final["state"] == "aborted" and final["weight"] == 0
+
+        listed = _canary(env, "rollout", "status", "--json")
+        rows = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert [r["id"] for r in rows] == [slow_id, rid]
+        assert rows[0]["state"] == "aborted" and rows[1]["state"] == "promoted"
+        assert "op-" in _canary(env, "rollout", "status").stdout
+        assert _canary(env, "rollout", "status", "no-such-rollout").returncode == 2
+        assert _canary(env, "rollout", "abort", rid).returncode == 1  # already ended
+    finally:
+        down = _canary(env, "local", "down")
+    assert down.returncode == 0, down.stderr
+    deadline = time.monotonic() + 10
+    while _processes_under(home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_under(home) == []
+    assert _canary(env, "local", "status").returncode == 1

@@ -1,0 +1,168 @@
+"""The controller's step logic with real Redis and real demo services.
+
+Tasks run in this process through a small scheduler standing in for the dispatcher, so each
+test drives advance → probe batches → analyze deterministically. (The Celery path is covered by
+tests/e2e with real worker processes.)
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from canary.fleet import run_batch
+from canary.rollout import controller
+from canary.rollout.config import load_rollout
+from canary.store import Store
+from tests.fixtures.services import DemoFactory
+
+ROOT = Path(__file__).resolve().parents[2]
+TX = [str(ROOT / "configs" / "transactions" / f"demo-{n}.yaml") for n in ("browse", "checkout")]
+
+
+@dataclass
+class InlineDispatcher:
+    """Runs scheduled tasks in this process, in due order, as fast as their countdowns allow."""
+
+    store: Store
+    queue: list[tuple[float, int, str, tuple[Any, ...]]] = field(default_factory=list)
+    counter: itertools.count = field(default_factory=itertools.count)
+    queues_used: set[str] = field(default_factory=set)
+
+    def probe(self, batch: dict[str, Any], queue: str) -> None:
+        self.queues_used.add(queue)
+        heapq.heappush(self.queue, (time.time(), next(self.counter), "probe", (batch,)))
+
+    def analyze(self, rollout_id: str, window: str, countdown: float) -> None:
+        heapq.heappush(
+            self.queue,
+            (time.time() + countdown, next(self.counter), "analyze", (rollout_id, window)),
+        )
+
+    def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None:
+        heapq.heappush(
+            self.queue,
+            (time.time() + countdown, next(self.counter), "advance", (rollout_id, step, attempt)),
+        )
+
+    def run(self, ctx: controller.Context, deadline_s: float = 120) -> None:
+        end = time.time() + deadline_s
+        while self.queue and time.time() < end:
+            due, _, kind, args = heapq.heappop(self.queue)
+            time.sleep(max(0.0, due - time.time()))
+            if kind == "probe":
+                run_batch(self.store, args[0])
+            elif kind == "analyze":
+                controller.analyze(ctx, *args)
+            else:
+                controller.advance(ctx, *args)
+
+
+def _config(tmp: Path, stable: str, canary: str, **over: Any) -> Path:
+    doc: dict[str, Any] = {
+        "name": "t",
+        "stable": {"url": stable},
+        "canary": {"url": canary},
+        "transactions": TX,
+        "schedule": {"initial_weight": 50, "step_weight": 50, "step_interval": 1},
+        "probes": {"per_step": 12, "batch_size": 6, "concurrency": 4},
+        "slo": {
+            "success_threshold": 90,
+            "max_latency_increase_pct": 200,
+            "max_error_rate_increase_pp": 5,
+        },
+        "analysis": {"max_holds": 1, "min_samples": 10},
+        **over,
+    }
+    path = tmp / "rollout.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def _run(
+    redis_url: str, path: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]], InlineDispatcher]:
+    store = Store.from_url(redis_url)
+    disp = InlineDispatcher(store)
+    ctx = controller.Context(store=store, dispatcher=disp)
+    cfg, txs = load_rollout(path)
+    rec = controller.create(ctx, cfg, txs)
+    disp.run(ctx)
+    final = store.load_rollout(rec["id"])
+    assert final is not None
+    return final, [e for _, e in store.read_events(rec["id"])], disp
+
+
+def test_healthy_canary_walks_every_weight_and_is_promoted(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    path = _config(tmp_path, demo_service_factory("s").url, demo_service_factory("c").url)
+    final, events, disp = _run(redis_url, path)
+    assert (
+        final["state"] == "promoted" and final["outcome"] == "promoted" and final["weight"] == 100
+    )
+    weights = [e["data"]["weight"] for e in events if e["type"] == "weight"]
+    assert weights == [0, 50, 100]
+    assert disp.queues_used == {"canary.probe.default"}
+    decisions = [e["data"]["action"] for e in events if e["type"] == "decision"]
+    assert decisions[-1] == "promote" and decisions.count("rollback") == 0
+    # every probe of every window was recorded exactly once
+    store = Store.from_url(redis_url)
+    for w in store.windows(final["id"]):
+        assert len(store.window_results(final["id"], w)) == 12 * 2 * len(TX)
+
+
+def test_faulty_canary_is_rolled_back_before_traffic_moves(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    path = _config(
+        tmp_path, demo_service_factory("s").url, demo_service_factory("c", error_rate=0.6).url
+    )
+    final, events, _ = _run(redis_url, path)
+    assert final["state"] == "rolled_back" and final["weight"] == 0
+    assert [e["data"]["weight"] for e in events if e["type"] == "weight"] == [0]
+    assert any(e["type"] == "alert" and e["data"]["kind"] == "rollback" for e in events)
+    assert final["reasons"]
+
+
+def test_unreachable_canary_is_a_failure_not_a_crash(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    path = _config(tmp_path, demo_service_factory("s").url, "http://127.0.0.1:9")
+    final, _events, _ = _run(redis_url, path)
+    assert final["state"] == "rolled_back"
+    store = Store.from_url(redis_url)
+    canary = [r for r in store.all_results(final["id"]) if r.version == "canary"]
+    assert canary and all(not r.ok and r.error for r in canary)
+
+
+def test_operator_abort_rolls_back_at_the_next_step(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    path = _config(tmp_path, demo_service_factory("s").url, demo_service_factory("c").url)
+    store = Store.from_url(redis_url)
+    disp = InlineDispatcher(store)
+    ctx = controller.Context(store=store, dispatcher=disp)
+    cfg, txs = load_rollout(path)
+    rec = controller.create(ctx, cfg, txs)
+    store.push_control(rec["id"], "abort")
+    disp.run(ctx)
+    final = store.load_rollout(rec["id"])
+    assert final is not None and final["state"] == "aborted" and final["outcome"] == "rolled_back"
+
+
+def test_stale_and_duplicate_tasks_change_nothing(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    path = _config(tmp_path, demo_service_factory("s").url, demo_service_factory("c").url)
+    final, _events, disp = _run(redis_url, path)
+    ctx = controller.Context(store=Store.from_url(redis_url), dispatcher=disp)
+    assert controller.advance(ctx, final["id"], 0, 0) == "finished"
+    assert controller.analyze(ctx, final["id"], "s0a0") == "stale"
+    assert Store.from_url(redis_url).load_rollout(final["id"]) == final
