@@ -337,7 +337,10 @@ def _apply(ctx: Context, record: dict[str, Any], window: str, decision: Decision
         "weight": record["weight"],
         **decision.to_dict(),
     }
-    record["decisions"] = [*(record.get("decisions") or [])[-DECISIONS_KEPT + 1:], {k: v for k, v in entry.items() if k != "metrics"}]
+    record["decisions"] = [
+        *(record.get("decisions") or [])[-DECISIONS_KEPT + 1 :],
+        {k: v for k, v in entry.items() if k != "metrics"},
+    ]
     ctx.store.append_event(record["id"], "decision", entry)
     for alert_kind in decision.alerts:
         _alert(
