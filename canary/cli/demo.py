@@ -54,7 +54,11 @@ SCENARIOS: list[dict[str, Any]] = [
 
 
 def _rollout_file(
-    workdir: Path, scenario: dict[str, Any], urls: dict[str, str], interval: float
+    workdir: Path,
+    scenario: dict[str, Any],
+    urls: dict[str, str],
+    interval: float,
+    router: dict[str, Any],
 ) -> Path:
     tx_dir = _transactions_dir()
     doc = {
@@ -77,7 +81,7 @@ def _rollout_file(
             "max_error_rate_increase_pp": 2.0,
         },
         "analysis": {"min_samples": 10, "max_holds": 2},
-        "router": {"type": "noop"},
+        "router": router,
         "notifiers": [{"type": "log"}],
     }
     path = workdir / f"{scenario['name']}.yaml"
@@ -89,8 +93,9 @@ def run_demo(*, interval: float = 4.0, workdir: Path | None = None) -> int:
     """Run both scenarios at once; 0 when each ended as designed."""
     from canary.demo.launch import start_demo_service
     from canary.local import free_port
+    from canary.routers.haproxy_local import haproxy_available, start_haproxy
 
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(
         "canary demo: two rollouts of the demo shop, judged by synthetic transactions\n",
         style="bold",
@@ -101,6 +106,14 @@ def run_demo(*, interval: float = 4.0, workdir: Path | None = None) -> int:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="canary-demo-")))
         workdir.mkdir(parents=True, exist_ok=True)
         files: list[tuple[dict[str, Any], Path]] = []
+        use_haproxy = haproxy_available()
+        if not use_haproxy:
+            console.print(
+                "HAProxy is not installed, so weights go to the noop router and no real traffic "
+                "moves (scripts/install-proxies installs it); the analysis runs all the same.",
+                style="yellow",
+                highlight=False,
+            )
         for sc in SCENARIOS:
             urls = {}
             for version in ("stable", "canary"):
@@ -120,7 +133,18 @@ def run_demo(*, interval: float = 4.0, workdir: Path | None = None) -> int:
                 highlight=False,
                 markup=False,
             )
-            files.append((sc, _rollout_file(workdir, sc, urls, interval)))
+            router: dict[str, Any] = {"type": "noop"}
+            if use_haproxy:
+                proxy = start_haproxy(workdir, urls["stable"], urls["canary"])
+                stack.callback(proxy.stop)
+                router = {"type": "haproxy", **proxy.router_options}
+                console.print(
+                    f"[{sc['label']}] users reach the shop through HAProxy at {proxy.url}; "
+                    "the rollout moves its weights",
+                    highlight=False,
+                    markup=False,
+                )
+            files.append((sc, _rollout_file(workdir, sc, urls, interval, router)))
         loaded = [(sc, *load_rollout(path)) for sc, path in files]
         queues = sorted({q for _, cfg, _ in loaded for q in probe_queues(cfg)})
         url = stack.enter_context(local_fleet(queues, workdir, console))

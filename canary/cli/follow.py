@@ -66,6 +66,16 @@ def describe(f: Followed, kind: str, data: dict[str, Any]) -> list[tuple[str, st
         out = [(head, style)]
         out += [(f"{tag}           · {r}", "dim") for r in data.get("reasons") or []]
         return out
+    if kind == "weight" and data.get("router") != "noop":
+        check = {True: "verified", False: "NOT verified", None: "unverifiable"}[
+            data.get("verified")
+        ]
+        return [
+            (
+                f"{tag}  traffic: {data['weight']}% to canary via {data.get('router')} ({check})",
+                "dim",
+            )
+        ]
     if kind == "alert":
         return [(f"{tag}  alert ({data.get('kind')}): {data.get('summary')}", "magenta")]
     if kind == "command":

@@ -159,7 +159,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _print_one(record: dict[str, Any]) -> None:
-    console = Console()
+    console = Console(soft_wrap=True)
     cfg = record["config"]
     console.print(
         f"{record['id']}  [{record['state']}]", style="bold", highlight=False, markup=False
@@ -190,7 +190,7 @@ def _print_one(record: dict[str, Any]) -> None:
 
 def _watch(store: Store, rollout_id: str, *, as_json: bool, timeout: float) -> int:
     record = _record(store, rollout_id)
-    console = Console(stderr=as_json)
+    console = Console(stderr=as_json, soft_wrap=True)
     followed = Followed(rollout_id, label="")
     if st.is_final(record["state"]):
         followed.final = record

@@ -147,7 +147,7 @@ def final_json(record: dict[str, Any]) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     config, transactions = load_rollout(args.rollout)
-    console = Console(stderr=args.json)
+    console = Console(stderr=args.json, soft_wrap=True)
     workdir = Path(args.workdir) if args.workdir else None
     with local_fleet(probe_queues(config), workdir, console) as url:
         store = Store.from_url(url)

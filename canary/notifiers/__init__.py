@@ -7,13 +7,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from canary.errors import ConfigError, unknown_name
+from canary.notifiers.alertmanager import AlertmanagerNotifier
 from canary.notifiers.base import Alert, Notifier
 from canary.notifiers.log import LogNotifier
+from canary.notifiers.slack import SlackNotifier
+from canary.notifiers.webhook import WebhookNotifier
 
 log = logging.getLogger(__name__)
 
 NOTIFIERS: dict[str, type] = {
     "log": LogNotifier,
+    "webhook": WebhookNotifier,
+    "slack": SlackNotifier,
+    "alertmanager": AlertmanagerNotifier,
 }
 
 

@@ -21,10 +21,12 @@ class Alert:
     summary: str
     reasons: list[str] = field(default_factory=list)
     severity: Literal["info", "warning", "critical"] = "warning"
+    # True when the condition is over (Alertmanager then gets an endsAt and closes the alert).
+    resolved: bool = False
 
     @property
     def dedupe_key(self) -> str:
-        return f"{self.rollout_id}:{self.kind}"
+        return f"{self.rollout_id}:{self.kind}" + (":resolved" if self.resolved else "")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

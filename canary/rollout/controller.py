@@ -9,6 +9,7 @@ Celery-free: the caller passes a Dispatcher that schedules the next tasks.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -35,6 +36,42 @@ STRAGGLER_GRACE_S = 30.0
 # How often a waiting analysis or a paused rollout looks again.
 RECHECK_S = 1.0
 DECISIONS_KEPT = 200
+# Rollouts this process coordinated lately, kept so that it can still send their traffic to
+# stable while Redis, which holds their records, is unreachable (see rollback_offline).
+RECENT_KEPT = 256
+_recent: dict[str, dict[str, Any]] = {}
+
+
+def _remember(record: dict[str, Any]) -> None:
+    _recent.pop(record["id"], None)
+    if st.is_final(record["state"]):
+        return
+    _recent[record["id"]] = {
+        k: record.get(k) for k in ("id", "service", "config", "step", "weight", "state")
+    }
+    while len(_recent) > RECENT_KEPT:
+        _recent.pop(next(iter(_recent)))
+
+
+def recent_rollouts() -> list[str]:
+    """Ids of the unfinished rollouts this process coordinated lately (newest last)."""
+    return list(_recent)
+
+
+def rollback_offline(ctx: Context, rollout_id: str) -> str | None:
+    """Send a rollout's traffic to stable from what this process remembers, without Redis.
+
+    Returns None when done, else why it could not; the record is written later by fail_safe.
+    """
+    snapshot = _recent.get(rollout_id)
+    if snapshot is None:
+        return "this process never coordinated the rollout"
+    try:
+        _router(ctx, snapshot).rollback(_route_ctx(snapshot))
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    snapshot["weight"] = 0
+    return None
 
 
 class Dispatcher(Protocol):
@@ -131,6 +168,7 @@ def advance(ctx: Context, rollout_id: str, step: int, attempt: int) -> str:
         record = ctx.store.load_rollout(rollout_id)
         if record is None:
             return "unknown"
+        _remember(record)
         if st.is_final(record["state"]):
             return "finished"
         if (record["step"], record["attempt"]) != (step, attempt) or record.get(
@@ -177,9 +215,11 @@ def _set_weight(ctx: Context, record: dict[str, Any], weight: int) -> bool:
         )
         return False
     record["weight"] = weight
-    ctx.store.append_event(
-        record["id"], "weight", {"weight": weight, "verified": verified, "router": router.name}
-    )
+    event: dict[str, Any] = {"weight": weight, "verified": verified, "router": router.name}
+    # Routers that run commands say what the command printed; operators read it in the events.
+    if getattr(router, "last_output", None):
+        event["output"] = router.last_output  # type: ignore[attr-defined]
+    ctx.store.append_event(record["id"], "weight", event)
     return True
 
 
@@ -196,6 +236,18 @@ def _dispatch_window(
     envs = cfg.probes.environments
     expected: list[str] = []
     ctx.store.add_window(record["id"], window)
+    total = batches_per_series * len(record["transactions"])
+    # Saved before any batch goes out, so every dispatched batch is either recorded or, once
+    # the window is judged, accounted for as missing.
+    ctx.store.set_expected(
+        record["id"],
+        window,
+        {
+            f"{window}.{tx['transaction_name']}.{j}": 2 * len(range(j, n, batches_per_series))
+            for tx in record["transactions"]
+            for j in range(batches_per_series)
+        },
+    )
     # Each batch probes stable and canary side by side at the same instants, so load on the
     # probing host or the network weighs on both alike and cannot pass for a regression.
     for tx in record["transactions"]:
@@ -218,7 +270,10 @@ def _dispatch_window(
                     "slots": batches_per_series,
                     "series_size": n,
                     "start_at": start,
-                    "spread_s": interval * 0.9,
+                    # The whole interval: the last batch recorded starts the analysis at once,
+                    # so no slack has to be left for a fixed-time analysis to find them done.
+                    "spread_s": interval,
+                    "window_batches": total,
                     "concurrency": cfg.probes.concurrency,
                     "environment": env,
                 },
@@ -254,6 +309,7 @@ def analyze(ctx: Context, rollout_id: str, window: str) -> str:
         record = ctx.store.load_rollout(rollout_id)
         if record is None:
             return "unknown"
+        _remember(record)
         if (
             st.is_final(record["state"])
             or record.get("window") != window
@@ -268,8 +324,14 @@ def analyze(ctx: Context, rollout_id: str, window: str) -> str:
         missing = expected - done
         late_by = ctx.now() - (record["window_started_at"] + record["window_interval"])
         if missing and late_by < STRAGGLER_GRACE_S:
-            ctx.dispatcher.analyze(rollout_id, window, RECHECK_S)
+            # The last batch recorded wakes the analysis up; until the window ends this is only
+            # the fallback for batches that never report, so it need not poll.
+            ctx.dispatcher.analyze(rollout_id, window, max(RECHECK_S, -late_by))
             return "waiting"
+        # Sealed before judging: a batch that reports later is refused, so the judged results
+        # are exactly those of the batches recorded, and the others are accounted as missing.
+        done = ctx.store.seal_window(rollout_id, window, sorted(expected))
+        missing = expected - done
         decision = _judge(ctx, record, window, missing)
         _apply(ctx, record, window, decision)
         return decision.action
@@ -428,6 +490,8 @@ def _set_state(ctx: Context, record: dict[str, Any], new_state: str, decision: D
     record["state"] = st.transition(record["state"], new_state)
     record["updated_at"] = ctx.now()
     if st.is_final(new_state):
+        # A finished rollout must never be "rolled back" from memory later (it may be promoted).
+        _recent.pop(record["id"], None)
         record["outcome"] = st.OUTCOME[new_state]
         record["finished_at"] = ctx.now()
         record["reasons"] = decision.reasons
@@ -482,10 +546,12 @@ def _apply_controls(ctx: Context, record: dict[str, Any]) -> bool:
 
 def _router(ctx: Context, record: dict[str, Any]) -> Router:
     spec = record["config"]["router"]
-    kind = spec["type"]
-    if kind not in ctx.routers:
-        ctx.routers[kind] = build_router(kind, {k: v for k, v in spec.items() if k != "type"})
-    return ctx.routers[kind]
+    key = json.dumps(spec, sort_keys=True)
+    if key not in ctx.routers:
+        ctx.routers[key] = build_router(
+            spec["type"], {k: v for k, v in spec.items() if k != "type"}
+        )
+    return ctx.routers[key]
 
 
 def _route_ctx(record: dict[str, Any]) -> RouteContext:

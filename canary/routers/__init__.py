@@ -6,10 +6,18 @@ from typing import Any
 
 from canary.errors import ConfigError, unknown_name
 from canary.routers.base import RouteContext, Router
+from canary.routers.command import CommandRouter
+from canary.routers.haproxy import HAProxyRouter
+from canary.routers.nginx import NginxRouter
 from canary.routers.noop import NoopRouter
+from canary.routers.webhook import WebhookRouter
 
 ROUTERS: dict[str, type] = {
     "noop": NoopRouter,
+    "haproxy": HAProxyRouter,
+    "nginx": NginxRouter,
+    "command": CommandRouter,
+    "webhook": WebhookRouter,
 }
 
 

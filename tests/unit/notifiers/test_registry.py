@@ -11,7 +11,9 @@ from canary.notifiers import Alert, build_notifier, deliver
 
 
 def _alert() -> Alert:
-    return Alert("rollback", "r1", "shop", "1.0", "1.1", 10, "rolled back", ["checkout failing"], "critical")
+    return Alert(
+        "rollback", "r1", "shop", "1.0", "1.1", 10, "rolled back", ["checkout failing"], "critical"
+    )
 
 
 def test_log_notifier_writes_reasons(caplog: pytest.LogCaptureFixture) -> None:
@@ -34,5 +36,5 @@ def test_a_broken_channel_does_not_stop_the_others(caplog: pytest.LogCaptureFixt
 
 
 def test_unknown_notifier_lists_known_ones() -> None:
-    with pytest.raises(ConfigError, match="known notifiers: log"):
+    with pytest.raises(ConfigError, match="known notifiers: alertmanager, log, slack, webhook"):
         build_notifier("pager")
