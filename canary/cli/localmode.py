@@ -90,6 +90,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         state = read_state(workdir)
         if state:
             print(f"local fleet up (pid {state['pid']}, logs in {state['log_dir']})")
+            print(
+                f"Flower: {state['flower_url']} (user {state['flower_user']}, password in {_state_file(workdir)})"
+            )
             print(f"export CANARY_REDIS_URL={state['redis_url']}")
             return 0
         if proc.poll() is not None:
@@ -123,7 +126,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     state = read_state()
     if args.json:
-        print(json.dumps({"running": bool(state), **(state or {})}))
+        shown = {k: v for k, v in (state or {}).items() if k != "flower_password"}
+        print(json.dumps({"running": bool(state), **shown}))
         return 0 if state else 1
     if not state:
         print("no local fleet is running (start one with `canary local up`)")
@@ -132,6 +136,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         f"running: pid {state['pid']}, since {time.strftime('%H:%M:%S', time.localtime(state['started_at']))}"
     )
     print(f"redis   {state['redis_url']}")
+    print(f"flower  {state.get('flower_url')} (user {state.get('flower_user')})")
     print(f"queues  {', '.join(state['queues'])}")
     print(f"logs    {state['log_dir']}")
     return 0
@@ -154,21 +159,32 @@ def serve(workdir: Path, environments: str) -> int:
     signal.signal(signal.SIGINT, on_term)
     fleet = LocalFleet(workdir, probe_queues=queues, probe_concurrency=64)
     fleet.start()
+    flower = None
     try:
+        from canary.flower import start_flower
+
+        flower, flower_url, password = start_flower(workdir, fleet.redis_url)
         state = {
             "pid": os.getpid(),
             "redis_url": fleet.redis_url,
+            "flower_url": flower_url,
+            "flower_user": "canary",
+            "flower_password": password,
             "queues": [load_settings().control_queue, *queues],
             "log_dir": str(fleet.log_dir),
             "started_at": time.time(),
         }
         tmp = _state_file(workdir).with_suffix(".tmp")
+        # The file holds Flower's password: readable by its owner only.
+        tmp.touch(mode=0o600)
         tmp.write_text(json.dumps(state))
         tmp.replace(_state_file(workdir))
         while not stop:
             time.sleep(0.5)
     finally:
         _state_file(workdir).unlink(missing_ok=True)
+        if flower is not None:
+            flower.stop()
         fleet.stop()
     return 0
 

@@ -18,9 +18,16 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 
 
 def _registrars() -> list[Registrar]:
-    from canary.cli import localmode, operate, rollouts, transactions
+    from canary.cli import exporter, localmode, operate, report, rollouts, transactions
 
-    return [transactions.register, rollouts.register, operate.register, localmode.register]
+    return [
+        transactions.register,
+        rollouts.register,
+        operate.register,
+        localmode.register,
+        report.register,
+        exporter.register,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

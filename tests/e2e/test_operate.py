@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
 import yaml
 
 from tests.fixtures.services import DemoFactory
@@ -71,7 +72,15 @@ def test_local_fleet_runs_rollouts_started_watched_and_aborted_from_the_cli(
     try:
         assert "export CANARY_REDIS_URL=redis://127.0.0.1:" in up.stdout
         status = _canary(env, "local", "status", "--json")
-        assert status.returncode == 0 and json.loads(status.stdout)["running"] is True
+        assert status.returncode == 0
+        info = json.loads(status.stdout)
+        assert info["running"] is True and "flower_password" not in info
+        # Flower runs beside the fleet, behind basic auth.
+        state = json.loads((home / "state.json").read_text())
+        assert (home / "state.json").stat().st_mode & 0o077 == 0
+        assert requests.get(state["flower_url"] + "/api/workers", timeout=5).status_code == 401
+        auth = (state["flower_user"], state["flower_password"])
+        assert requests.get(state["flower_url"] + "/api/workers", auth=auth, timeout=5).ok
 
         stable, canary = demo_service_factory("s").url, demo_service_factory("c").url
         # A quick rollout, started and then watched to its end.

@@ -1,0 +1,51 @@
+"""The `canary exporter` subcommand: serve Prometheus metrics of the rollouts in CANARY_REDIS_URL."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from types import FrameType
+
+from canary.errors import CanaryError
+from canary.settings import load_settings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "exporter",
+        help="serve Prometheus metrics of the rollouts in CANARY_REDIS_URL",
+        description="Serve /metrics (rollout state, weight, per-version success and latency, "
+        "decision and alert counts) read from the Redis named by CANARY_REDIS_URL.",
+    )
+    p.add_argument("--port", type=int, default=9808, help="port to listen on (default 9808)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; 0.0.0.0 inside a container)",
+    )
+    p.add_argument("--limit", type=int, default=50, help="newest rollouts exported (default 50)")
+    p.set_defaults(func=cmd_exporter)
+
+
+def cmd_exporter(args: argparse.Namespace) -> int:
+    from canary.exporter import serve
+    from canary.store import Store
+
+    url = load_settings().redis_url
+    if not url:
+        raise CanaryError("CANARY_REDIS_URL is not set: the exporter reads rollouts from it")
+    server, thread = serve(Store.from_url(url), host=args.host, port=args.port, limit=args.limit)
+    host, port = server.server_address[:2]
+    print(f"canary exporter: serving http://{host!s}:{port}/metrics", flush=True)
+    stopped = threading.Event()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stopped.wait()
+    server.shutdown()
+    thread.join(timeout=5)
+    return 0

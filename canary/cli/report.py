@@ -1,0 +1,47 @@
+"""The `canary report` subcommand: one self-contained HTML report of a rollout or a recording."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from canary.errors import CanaryError
+from canary.settings import load_settings
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write an HTML report (plots, decisions, reasons) of a rollout or a recording",
+        description="Write one self-contained HTML file: per-version error rate and latency over "
+        "time, the canary weight, forecast bands, every decision with its reasons. SOURCE is a "
+        "recording (canary-replay/1 JSON file) or a rollout id read from CANARY_REDIS_URL.",
+    )
+    p.add_argument("source", metavar="ROLLOUT_ID|RECORDING.json")
+    p.add_argument(
+        "-o", "--output", default=None, help="where to write (default: SOURCE-NAME.report.html)"
+    )
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from canary import report
+
+    source = str(args.source)
+    path = Path(source)
+    if path.suffix.lower() == ".json" or path.is_file():
+        data = report.from_recording(path)
+        default = path.with_suffix(".report.html").name
+    else:
+        url = load_settings().redis_url
+        if not url:
+            raise CanaryError(
+                f"{source} is not a file, and CANARY_REDIS_URL is not set to read rollout {source}"
+            )
+        from canary.store import Store
+
+        data = report.from_store(Store.from_url(url), source)
+        default = f"{source}.report.html"
+    out = report.write_report(data, args.output or default)
+    print(f"report written to {out}")
+    return 0

@@ -1,0 +1,169 @@
+"""The HTML report from a recording: plots drawn from the data, decisions marked, text escaped."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canary import report
+from canary.errors import ConfigError
+
+EVIL = '<script>alert("x")</script>'
+
+
+def recording(*, decisions: bool = True, forecast: bool = True) -> dict[str, Any]:
+    """Four minutes: a healthy start, then the canary slows down and fails more and more."""
+    rng = random.Random(7)
+    obs = []
+    for i in range(480):
+        t = i * 0.5
+        for version in ("stable", "canary"):
+            bad = version == "canary" and t > 120
+            lat = rng.gauss(40, 5) + (2.0 * (t - 120) if bad else 0)
+            ok = rng.random() > (0.15 if bad else 0.005)
+            o = {"t": t, "version": version, "transaction": "checkout", "ok": ok, "latency_ms": lat}
+            if not ok:
+                o["error"] = EVIL
+                o["extra_field"] = "ignored"
+            obs.append(o)
+    doc: dict[str, Any] = {
+        "format": "canary-replay/1",
+        "name": "checkout-drift",
+        "rollout": {
+            "initial_weight": 10,
+            "step_weight": 20,
+            "max_weight": 100,
+            "step_interval_s": 60,
+        },
+        "slo": {"success_threshold": 95.0, "latency_p95_ms": 250},
+        "transactions": ["checkout"],
+        "history": [],
+        "observations": obs,
+        "unknown_top_level": {"tolerated": True},
+    }
+    if decisions:
+        doc["decisions"] = [
+            {
+                "t": 60.0,
+                "weight": 30,
+                "action": "increase",
+                "reasons": ["all checks within tolerance"],
+                "predictive": False,
+            },
+            {
+                "t": 120.0,
+                "weight": 50,
+                "action": "increase",
+                "reasons": ["ok"],
+                "predictive": False,
+            },
+            {
+                "t": 180.0,
+                "weight": 50,
+                "action": "hold",
+                "reasons": ["checkout p95 inconclusive (n=41)", EVIL],
+            },
+            {
+                "t": 210.0,
+                "weight": 0,
+                "action": "rollback",
+                "reasons": ["checkout p95 forecast to exceed 250 ms within 60 s (p=0.97)"],
+                "predictive": True,
+                "metrics": {
+                    "forecast": {
+                        "metric": "p95_ms",
+                        "threshold": 250,
+                        "probability": 0.97,
+                        "points": [
+                            {"dt": dt, "mean": 190 + dt, "lo": 160 + dt / 2, "hi": 220 + 1.5 * dt}
+                            for dt in range(0, 61, 10)
+                        ],
+                    }
+                }
+                if forecast
+                else {},
+            },
+            {"outcome": "rolled_back", "t": 210.0},
+        ]
+    return doc
+
+
+def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
+    path = tmp_path / "rec.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_recording_report_has_plots_decisions_and_reasons(tmp_path: Path) -> None:
+    data = report.from_recording(write(tmp_path, recording()))
+    assert data.outcome == "rolled_back"
+    assert [d.action for d in data.decisions] == ["increase", "increase", "hold", "rollback"]
+    assert data.weights[0] == (0.0, 10.0) and data.weights[-1] == (210.0, 0.0)
+    assert data.final_reasons[0].startswith("checkout p95 forecast")
+    page = report.render(data)
+    for chart in ("errors", "latency", "weight"):
+        assert f'<svg id="{chart}"' in page
+    # Every version's series is a path with many points; the weight is a step line.
+    counts = [int(n) for n in re.findall(r'class="series [a-z]+" data-points="(\d+)"', page)]
+    assert len(counts) >= 7 and min(counts) >= 2
+    assert page.count('<g class="decision ') == 4 * 3  # each decision on each of the 3 charts
+    assert 'class="band"' in page and "p breach 0.97" in page
+    assert "SLO: p95 ≤ 250 ms" in page and "SLO: ≤ 5% errors" in page
+    assert "rolled back" in page and "(predictive)" in page
+
+
+def test_text_is_escaped_and_nothing_is_fetched(tmp_path: Path) -> None:
+    page = report.render(report.from_recording(write(tmp_path, recording())))
+    assert "<script" not in page
+    assert "&lt;script&gt;" in page
+    # Self-contained: no external resources, links or scripts.
+    assert not re.search(r"""(src|href)\s*=|@import|url\(""", page)
+
+
+def test_without_decisions_the_weight_follows_the_nominal_schedule(tmp_path: Path) -> None:
+    data = report.from_recording(write(tmp_path, recording(decisions=False)))
+    assert data.weights_nominal
+    assert data.weights[:3] == [(0.0, 10.0), (60.0, 30.0), (120.0, 50.0)]
+    assert data.outcome is None
+    page = report.render(data)
+    assert "nominal schedule" in page and "No decisions were recorded." in page
+
+
+def test_buckets_aggregate_per_version() -> None:
+    obs = [report.Observation(t, "canary", "x", t < 5, 10.0 * (t + 1)) for t in range(10)]
+    got = report.buckets(obs, "canary", 5.0)
+    assert [b.n for b in got] == [5, 5]
+    assert got[0].error_rate_pct == 0 and got[1].error_rate_pct == 100
+    assert got[0].p50_ms == pytest.approx(30.0)
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"format": "other"}, "format"),
+        ({"format": "canary-replay/1"}, "observations"),
+        ({"format": "canary-replay/1", "observations": [{"t": 0}]}, r"observations\[0\]"),
+    ],
+)
+def test_bad_recordings_name_the_field(tmp_path: Path, doc: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        report.from_recording(write(tmp_path, doc))
+
+
+def test_cli_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from canary.cli import report as cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    out = tmp_path / "out.html"
+    args = parser.parse_args(["report", str(write(tmp_path, recording())), "-o", str(out)])
+    assert args.func(args) == 0
+    assert out.read_text().startswith("<!DOCTYPE html>")
+    assert str(out) in capsys.readouterr().out
