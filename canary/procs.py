@@ -46,6 +46,17 @@ _recent_ports: list[int] = []
 _inherited: list[object] = []
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (ours to signal or not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists; it just is not ours to signal
+    return True
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now (not reserved: bind soon)."""
     for _ in range(50):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from canary.errors import CanaryError
+from canary.procs import pid_alive
 
 UP_TIMEOUT_S = 60.0
 
@@ -26,16 +27,6 @@ def _state_file(workdir: Path) -> Path:
     return workdir / "state.json"
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def read_state(workdir: Path | None = None) -> dict[str, Any] | None:
     """The running background fleet's state, or None when there is none (stale files ignored)."""
     path = _state_file(workdir or home())
@@ -43,7 +34,7 @@ def read_state(workdir: Path | None = None) -> dict[str, Any] | None:
         state: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return state if _alive(int(state.get("pid", 0))) else None
+    return state if pid_alive(int(state.get("pid", 0))) else None
 
 
 def local_redis_url() -> str | None:
@@ -113,9 +104,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     pid = int(state["pid"])
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
+    if pid_alive(pid):
         # Its children die with it (PDEATHSIG and the process watchdog), so this still cleans up.
         os.kill(pid, signal.SIGKILL)
     _state_file(workdir).unlink(missing_ok=True)

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from canary.errors import ConfigError, RouterError
+from canary.procs import pid_alive
 from canary.routers.base import RouteContext, check_weight, host_port
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ class NginxRouter:
             pid = self._master_pid()
         except RouterError:
             return False  # nginx removes its pid file when it stops
-        return pid is None or (_alive(pid) and _children(pid) != set())
+        return pid is None or (pid_alive(pid) and _children(pid) != set())
 
     def promote(self, ctx: RouteContext) -> None:
         self._apply(100, ctx)
@@ -269,16 +270,6 @@ def _address(url: object, what: str) -> str:
         raise RouterError(f"nginx: no {what} to route to; set the router's stable/canary options")
     host, port = host_port(url, what)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists; it just is not ours to signal
-    return True
 
 
 def _children(pid: int) -> set[int] | None:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.fixtures.processes import left_under
+
 
 def test_demo_promotes_one_and_rolls_back_the_other(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "CANARY_REDIS_URL"}
@@ -29,18 +31,4 @@ def test_demo_promotes_one_and_rolls_back_the_other(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "PROMOTED" in r.stdout and "ROLLED BACK" in r.stdout
     assert "demo summary" in r.stdout
-    assert _processes_under(tmp_path) == [], "processes left running after the demo"
-
-
-def _processes_under(folder: Path) -> list[str]:
-    """Processes whose working folder or command line lies under ``folder``."""
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cwd = os.readlink(proc / "cwd")
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if cwd.startswith(str(folder)) or str(folder) in cmd:
-            found.append(f"{proc.name}: {cmd}")
-    return found
+    assert left_under(tmp_path) == [], "processes left running after the demo"

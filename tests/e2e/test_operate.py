@@ -13,6 +13,7 @@ from typing import Any
 import requests
 import yaml
 
+from tests.fixtures.processes import left_under
 from tests.fixtures.services import DemoFactory
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,19 +45,6 @@ def _rollout(tmp: Path, stable: str, canary: str, interval: str) -> Path:
     path = tmp / "op.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path
-
-
-def _processes_under(folder: Path) -> list[str]:
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cwd = os.readlink(proc / "cwd")
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if cwd.startswith(str(folder)) or str(folder) in cmd:
-            found.append(cmd)
-    return found
 
 
 def test_local_fleet_runs_rollouts_started_watched_and_aborted_from_the_cli(
@@ -113,8 +101,5 @@ def test_local_fleet_runs_rollouts_started_watched_and_aborted_from_the_cli(
     finally:
         down = _canary(env, "local", "down")
     assert down.returncode == 0, down.stderr
-    deadline = time.monotonic() + 10
-    while _processes_under(home) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _processes_under(home) == []
+    assert left_under(home) == []
     assert _canary(env, "local", "status").returncode == 1

@@ -11,22 +11,10 @@ from pathlib import Path
 
 import yaml
 
+from tests.fixtures.processes import left_under, processes_under
 from tests.fixtures.services import DemoFactory
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _processes_under(folder: Path) -> list[str]:
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        try:
-            cwd = os.readlink(proc / "cwd")
-            cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if cwd.startswith(str(folder)) or str(folder) in cmd:
-            found.append(f"{proc.name}: {cmd}")
-    return found
 
 
 def _start(tmp_path: Path, demo_service_factory: DemoFactory) -> tuple[subprocess.Popen[str], Path]:
@@ -64,24 +52,17 @@ def _start(tmp_path: Path, demo_service_factory: DemoFactory) -> tuple[subproces
     raise AssertionError(f"the rollout did not start:\n{seen}")
 
 
-def _gone(workdir: Path, timeout: float = 15.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while (left := _processes_under(workdir)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left
-
-
 def test_ctrl_c_rolls_back_and_stops_everything(
     tmp_path: Path, demo_service_factory: DemoFactory
 ) -> None:
     proc, workdir = _start(tmp_path, demo_service_factory)
-    assert _processes_under(workdir), "local mode should have started Redis and workers"
+    assert processes_under(workdir), "local mode should have started Redis and workers"
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 130, out
     assert "interrupted" in out
     assert "Traceback" not in out
-    assert _gone(workdir) == []
+    assert left_under(workdir) == []
 
 
 def test_kill_9_of_canary_run_leaves_no_orphans(
@@ -90,4 +71,4 @@ def test_kill_9_of_canary_run_leaves_no_orphans(
     proc, workdir = _start(tmp_path, demo_service_factory)
     proc.kill()
     proc.wait(timeout=10)
-    assert _gone(workdir) == []
+    assert left_under(workdir) == []
