@@ -275,10 +275,13 @@ def parse_model(model: type[M], doc: Document, *, context: dict[str, Any] | None
 def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -> list[Problem]:
     """Turn pydantic's errors into Problems that point into the user's file."""
     problems: list[Problem] = []
+    mismatches: list[tuple[PathT, Problem]] = []
+    paths: list[PathT] = []
     schema: dict[str, Any] | None = None
     for err in exc.errors(include_url=False):
-        path = data_path(doc.data, err["loc"])
         kind = err["type"]
+        path = data_path(doc.data, err["loc"], missing=kind == "missing")
+        paths.append(path)
         if kind == "extra_forbidden":
             if schema is None:
                 schema = model.model_json_schema()
@@ -300,7 +303,15 @@ def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -
             msg = msg[len("Assertion failed, ") :]
         if kind == "missing":
             msg = "is required"
-        problems.append(doc.problem(path, msg[:1].lower() + msg[1:] if msg else "is invalid"))
+        problem = doc.problem(path, msg[:1].lower() + msg[1:] if msg else "is invalid")
+        if kind.endswith("_type"):
+            mismatches.append((path, problem))
+        problems.append(problem)
+    # A union (say, a weight or a pause) reports "not an int" for the branch the user did not
+    # mean next to the real faults inside the branch they did: the deeper faults are the news.
+    for path, problem in mismatches:
+        if any(len(q) > len(path) and q[: len(path)] == path for q in paths):
+            problems.remove(problem)
     # One message per place is enough: unions report the same fault once per branch.
     unique: dict[tuple[int, int, str, str], Problem] = {}
     for p in problems:
@@ -308,13 +319,16 @@ def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -
     return sorted(unique.values(), key=lambda p: (p.line, p.col))
 
 
-def data_path(data: Any, loc: tuple[Any, ...]) -> PathT:
-    """Keep only the parts of pydantic's ``loc`` that walk the user's data (drops union tags)."""
+def data_path(data: Any, loc: tuple[Any, ...], *, missing: bool = False) -> PathT:
+    """Keep only the parts of pydantic's ``loc`` that walk the user's data (drops union tags).
+
+    With ``missing`` the last part is a required key that is absent, and is kept.
+    """
     out: list[str | int] = []
     cur = data
     for i, part in enumerate(loc):
         last = i == len(loc) - 1
-        if isinstance(cur, dict) and isinstance(part, str) and (part in cur or last):
+        if isinstance(cur, dict) and isinstance(part, str) and (part in cur or (last and missing)):
             out.append(part)
             cur = cur.get(part)
         elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):

@@ -54,14 +54,34 @@ class VersionSpec(_Strict):
         return v.rstrip("/")
 
 
+class PauseSpec(_Strict):
+    """How long a pause lasts; without a duration it lasts until an operator resumes or promotes."""
+
+    duration: float | None = Field(
+        default=None, description="'60s', '10m'; omit to wait for an operator."
+    )
+
+    @field_validator("duration", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v)
+
+
+class Pause(_Strict):
+    """A schedule entry that pauses between traffic steps (Argo Rollouts' ``pause``)."""
+
+    pause: PauseSpec
+
+
 class Schedule(_Strict):
     """How the canary's traffic weight grows, and how long each step lasts."""
 
     initial_weight: int = Field(default=5, ge=1, le=100)
     step_weight: int = Field(default=5, ge=1, le=100)
     max_weight: int = Field(default=100, ge=1, le=100)
-    steps: list[int] | None = Field(
-        default=None, description="Explicit weights, e.g. [5, 10, 25, 50, 100]."
+    steps: list[int | Pause] | None = Field(
+        default=None,
+        description="Explicit weights and pauses, e.g. [5, 10, {pause: {duration: 10m}}, 50, {pause: {}}, 100].",
     )
     step_interval: float = Field(
         default=60.0, description="Seconds (or '30s', '2m') each step is probed."
@@ -80,15 +100,18 @@ class Schedule(_Strict):
 
     @field_validator("steps")
     @classmethod
-    def _steps(cls, v: list[int] | None) -> list[int] | None:
+    def _steps(cls, v: list[int | Pause] | None) -> list[int | Pause] | None:
         if v is None:
             return v
-        if not v:
+        weights = [w for w in v if isinstance(w, int)]
+        if not weights:
             raise ValueError("must list at least one weight")
-        if any(not 1 <= w <= 100 for w in v):
+        if any(not 1 <= w <= 100 for w in weights):
             raise ValueError("every weight must be between 1 and 100")
-        if any(b <= a for a, b in itertools.pairwise(v)):
+        if any(b <= a for a, b in itertools.pairwise(weights)):
             raise ValueError("weights must increase")
+        if isinstance(v[-1], Pause):
+            raise ValueError("a pause cannot be last: the last weight promotes")
         return v
 
     @model_validator(mode="after")
@@ -102,10 +125,24 @@ class Schedule(_Strict):
     def weights(self) -> list[int]:
         """The canary's weight at each traffic step (the isolated check, weight 0, not included)."""
         if self.steps is not None:
-            return list(self.steps)
+            return [w for w in self.steps if isinstance(w, int)]
         out = [self.initial_weight]
         while out[-1] < self.max_weight:
             out.append(min(out[-1] + self.step_weight, self.max_weight))
+        return out
+
+    def pauses(self) -> dict[int, float | None]:
+        """Pauses keyed by the traffic step they follow (-1: before the first one).
+
+        The value is the pause's duration in seconds, or None to wait for an operator.
+        """
+        out: dict[int, float | None] = {}
+        index = -1
+        for entry in self.steps or []:
+            if isinstance(entry, int):
+                index += 1
+            else:
+                out[index] = entry.pause.duration
         return out
 
 

@@ -95,3 +95,24 @@ def test_missing_and_empty_files(tmp_path: Path) -> None:
 def test_format_path() -> None:
     assert format_path(("steps", 2, "url")) == "steps[2].url"
     assert format_path(()) == ""
+
+
+class Pause(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pause: int
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    steps: list[int | Pause]
+
+
+def test_union_branches_the_user_did_not_mean_stay_quiet(tmp_path: Path) -> None:
+    f = tmp_path / "p.yaml"
+    f.write_text("steps: [5, {pauze: 3}]\n")
+    with pytest.raises(ConfigError) as exc:
+        load_model(Plan, f)
+    assert _problems(exc) == [
+        f"{f}:1:12: steps[1].pause: is required",
+        f"{f}:1:13: steps[1].pauze: unknown field 'pauze'; did you mean 'pause'?",
+    ]

@@ -46,3 +46,16 @@ def test_bad_duration_says_what_it_wants() -> None:
         parse_duration("soon")
     with pytest.raises(ValidationError, match="between 1s and 24h"):
         Schedule(step_interval="0.5s")
+
+
+def test_pauses_sit_between_weights() -> None:
+    s = Schedule.model_validate(
+        {"steps": [{"pause": {}}, 5, {"pause": {"duration": "2m"}}, 50, 100]}
+    )
+    assert s.weights() == [5, 50, 100]
+    assert s.pauses() == {-1: None, 0: 120.0}
+
+
+def test_a_trailing_pause_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="cannot be last"):
+        Schedule.model_validate({"steps": [5, 100, {"pause": {}}]})
