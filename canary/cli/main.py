@@ -18,13 +18,14 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 
 
 def _registrars() -> list[Registrar]:
-    from canary.cli import exporter, localmode, operate, report, rollouts, transactions
+    from canary.cli import exporter, localmode, operate, replay, report, rollouts, transactions
 
     return [
         transactions.register,
         rollouts.register,
         operate.register,
         localmode.register,
+        replay.register,
         report.register,
         exporter.register,
     ]

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from canary.analysis.judge import JudgeInput
+from canary.analysis.decision import JudgeInput
 from canary.analysis.slo import SLO
 from canary.probing.result import TransactionResult
 

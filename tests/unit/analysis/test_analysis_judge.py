@@ -9,13 +9,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from canary.analysis.judge import (
-    JUDGES,
-    Decision,
-    ScriptedJudge,
-    ThresholdJudge,
-    get_judge,
-)
+from canary.analysis.decision import Decision
+from canary.analysis.judge import JUDGES, ScriptedJudge, ThresholdJudge, get_judge
 from canary.analysis.slo import SLO
 from canary.errors import ConfigError
 
@@ -176,7 +171,7 @@ def test_registry() -> None:
     assert isinstance(get_judge("default"), ThresholdJudge)
     assert set(JUDGES) >= {"threshold", "default"}
     with pytest.raises(
-        ConfigError, match=r"unknown judge 'nope'; known judges: default, threshold"
+        ConfigError, match=r"unknown judge 'nope'; known judges: default, sequential, threshold"
     ):
         get_judge("nope")
 

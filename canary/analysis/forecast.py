@@ -1,0 +1,83 @@
+"""Predictive rollback: forecast a per-interval metric with AutoETS and the odds of an SLO breach.
+
+The only module that imports statsforecast, and only inside ``forecast_breach``: the import
+costs about three seconds, which the CLI and the tests that never forecast should not pay.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+from typing import Any
+
+import numpy as np
+
+_NORMAL = NormalDist()
+# The prediction-interval level asked of the model; its half-width gives the forecast sd.
+_LEVEL = 80
+_Z_LEVEL = _NORMAL.inv_cdf(0.5 + _LEVEL / 200.0)
+
+
+@dataclass(frozen=True)
+class Trend:
+    """Least-squares slope of a series per interval, its t statistic and the fitted last value."""
+
+    slope: float
+    t_stat: float
+    last_fit: float
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """The chance that a metric crosses ``threshold`` within ``horizon`` intervals."""
+
+    probability: float
+    steps_to_cross: int | None  # first interval whose forecast mean is above the threshold
+    mean: list[float]
+    sd: list[float]
+
+
+def trend(values: Sequence[float]) -> Trend:
+    """OLS trend of ``values`` against their index; t = 0 for fewer than four finite values."""
+    y = np.asarray(values, dtype=float)
+    x = np.arange(y.size, dtype=float)
+    keep = np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if y.size < 4:
+        return Trend(0.0, 0.0, float(y[-1]) if y.size else math.nan)
+    xc = x - x.mean()
+    sxx = float((xc * xc).sum())
+    slope = float((xc * (y - y.mean())).sum() / sxx)
+    resid = y - (y.mean() + slope * xc)
+    s2 = float((resid * resid).sum()) / (y.size - 2)
+    se = math.sqrt(s2 / sxx) if s2 > 0 else 0.0
+    # A perfectly straight line has no residual: its trend is as certain as it gets.
+    t = slope / se if se > 0.0 else math.copysign(math.inf, slope) if slope else 0.0
+    return Trend(slope, t, float(y.mean() + slope * xc[-1]))
+
+
+def forecast_breach(values: Sequence[float], threshold: float, horizon: int) -> Forecast:
+    """Fit AutoETS to ``values`` (oldest first) and return P(some step in horizon > threshold).
+
+    The probability is the largest per-step exceedance probability of the forecast's normal
+    predictive distribution: a lower bound on the chance of crossing at some step, which keeps
+    the rule conservative.
+    """
+    from statsforecast.models import AutoETS
+
+    y = np.asarray([v for v in values if math.isfinite(v)], dtype=float)
+    h = max(1, int(horizon))
+    out: dict[str, Any] = AutoETS(season_length=1).forecast(y=y, h=h, level=[_LEVEL])
+    mean = np.asarray(out["mean"], dtype=float)
+    hi = np.asarray(out[f"hi-{_LEVEL}"], dtype=float)
+    sd = np.maximum((hi - mean) / _Z_LEVEL, 1e-9)
+    probs = [1.0 - _NORMAL.cdf((threshold - m) / s) for m, s in zip(mean, sd, strict=True)]
+    above = [i + 1 for i, m in enumerate(mean) if m > threshold]
+    return Forecast(
+        probability=float(max(probs)),
+        steps_to_cross=above[0] if above else None,
+        mean=[float(m) for m in mean],
+        sd=[float(s) for s in sd],
+    )

@@ -1,0 +1,1 @@
+"""The judge benchmark: synthetic recordings with a known truth and reference judges."""

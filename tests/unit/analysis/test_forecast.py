@@ -1,0 +1,95 @@
+"""Predictive rollback: a real upward trend is caught before the breach; flat noise never is."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from canary.analysis.engine import AnalysisEngine, EngineSettings
+from canary.analysis.forecast import forecast_breach, trend
+from canary.analysis.slo import SLO
+from canary.probing.result import TransactionResult
+
+
+def test_trend_sees_a_slope_and_not_noise() -> None:
+    rng = np.random.default_rng(1)
+    up = 300 + 5 * np.arange(30) + rng.normal(0, 10, 30)
+    flat = 300 + rng.normal(0, 10, 30)
+    assert trend(list(up)).t_stat > 10
+    assert abs(trend(list(flat)).t_stat) < 3
+    assert trend([1.0, 2.0]).t_stat == 0.0  # too short to say anything
+
+
+def test_forecast_breach_probability() -> None:
+    rng = np.random.default_rng(2)
+    rising = list(400 + 15 * np.arange(24) + rng.normal(0, 8, 24))  # at ~745, +60 per minute
+    fc = forecast_breach(rising, 800.0, 16)
+    assert fc.probability > 0.9
+    assert fc.steps_to_cross is not None and fc.steps_to_cross <= 16
+    flat = list(400 + rng.normal(0, 8, 24))
+    assert forecast_breach(flat, 800.0, 16).probability < 0.01
+
+
+def _stream(
+    rng: np.random.Generator, seconds: int, canary_ms: object, *, rate: int = 3
+) -> list[TransactionResult]:
+    """Stable at a 300 ms median; the canary's median a function of time."""
+    out = []
+    for sec in range(seconds):
+        for k in range(rate):
+            t = sec + (k + rng.random()) / rate
+            med_c = canary_ms(t)  # type: ignore[operator]
+            for version, med in (("stable", 300.0), ("canary", med_c)):
+                lat = med * math.exp(0.2 * rng.standard_normal())
+                out.append(TransactionResult(t, version, "checkout", True, lat, 200))
+    out.sort(key=lambda r: r.t)
+    return out
+
+
+def _history(rng: np.random.Generator) -> list[TransactionResult]:
+    return [
+        TransactionResult(
+            -600 + i, "stable", "checkout", True, 300 * math.exp(0.2 * rng.standard_normal())
+        )
+        for i in range(600)
+    ]
+
+
+def _run(canary_ms: object, seconds: int, seed: int) -> list[tuple[float, object]]:
+    rng = np.random.default_rng(seed)
+    # A wide comparison tolerance, so that only the forecast can act on a trend that stays
+    # within it until the objective is crossed.
+    slo = SLO(latency_p95_ms=800.0, max_latency_increase_pct=150.0)
+    eng = AnalysisEngine(slo, EngineSettings(), ["checkout"], _history(rng))
+    results = _stream(rng, seconds, canary_ms)
+    out, i = [], 0
+    for t in range(5, seconds + 1, 5):
+        j = i
+        while j < len(results) and results[j].t <= t:
+            j += 1
+        eng.observe(results[i:j])
+        i = j
+        d = eng.decide(float(t), 10, step_end=False)
+        if d.action == "rollback":
+            out.append((float(t), d))
+            break
+    return out
+
+
+def test_clear_upward_trend_rolls_back_predictively_before_the_breach() -> None:
+    # The canary's median climbs 60 ms a minute from 300 ms: its p95 (x1.39) passes 800 ms
+    # at about 480 s.
+    got = _run(lambda t: 300.0 + t, 600, seed=3)
+    assert got, "no rollback"
+    t, d = got[0]
+    assert d.predictive  # type: ignore[attr-defined]
+    assert t < 480
+    reason = d.reasons[0]  # type: ignore[attr-defined]
+    assert "checkout p95 forecast to exceed 800 ms within" in reason and "(p=" in reason
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_flat_noise_never_rolls_back_predictively(seed: int) -> None:
+    assert _run(lambda t: 320.0, 600, seed=seed) == []
