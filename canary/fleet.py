@@ -2,23 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import socket
 import threading
 import time
+import urllib.parse
+import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
+import redis
 import requests
 
+from canary.errors import StoreError
 from canary.probing import Target, run_transaction
 from canary.probing.result import TransactionResult
 from canary.rollout import state as st
-from canary.rollout.controller import window_position
+from canary.rollout.controller import STRAGGLER_GRACE_S, window_position
 from canary.store import Store
 from canary.transactions import Transaction
 
 log = logging.getLogger(__name__)
+
+# A claim outlives its worker by at most CLAIM_TTL_S; the runner refreshes it every HEARTBEAT_S.
+CLAIM_TTL_S = 10.0
+HEARTBEAT_S = 2.0
+# How long a finished batch keeps trying to record while Redis is away (e.g. restarting).
+RECORD_RETRY_S = 60.0
+# Transactions in flight per worker process, across all the batches it paces at once.
+DEFAULT_PROBE_THREADS = 256
 
 
 def probe_offsets(
@@ -32,14 +47,100 @@ def probe_offsets(
     return [((slot + k * slots) / max(series_size, 1)) * spread_s for k in range(count)]
 
 
+class _ProbeSession(requests.Session):
+    """A Session that reads proxy and CA settings from the environment once per origin.
+
+    requests re-reads them for every request (about a quarter of a fast probe's CPU time);
+    the environment of a worker does not change while it runs, so the answer is kept.
+    """
+
+    _CACHE_MAX = 256
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._env_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        if proxies or not self.trust_env:
+            return dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+        parts = urllib.parse.urlsplit(str(url))
+        key = (parts.scheme, parts.netloc, stream, verify, repr(cert))
+        cached = self._env_cache.get(key)
+        if cached is None:
+            cached = dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
+            if len(self._env_cache) >= self._CACHE_MAX:
+                self._env_cache.clear()
+            self._env_cache[key] = cached
+        return {**cached, "proxies": dict(cached.get("proxies") or {})}
+
+
+class _ProbePool:
+    """One thread pool per process for the HTTP work of every batch the process runs.
+
+    A batch's task thread only paces (it sleeps until a probe is due and hands it over), so a
+    worker can pace many batches at once while the transactions themselves share one bounded
+    pool, each thread with its own keep-alive ``requests.Session``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = 0
+        self._local = threading.local()
+
+    def executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            # A forked child inherits the object but none of the threads.
+            if self._pool is None or self._pid != os.getpid():
+                size = int(os.environ.get("CANARY_PROBE_THREADS") or DEFAULT_PROBE_THREADS)
+                self._pool = ThreadPoolExecutor(max(1, size), thread_name_prefix="probe")
+                self._pid = os.getpid()
+            return self._pool
+
+    def session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = _ProbeSession()
+        return session
+
+
+POOL = _ProbePool()
+
+
+def host_name() -> str:
+    """How this worker names its host in batch records (CANARY_HOST, else the hostname)."""
+    return os.environ.get("CANARY_HOST") or socket.gethostname()
+
+
+def source_address(url: str) -> str | None:
+    """The local address this host would use to reach ``url`` (no packet is sent)."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect((parts.hostname or "127.0.0.1", parts.port or 80))
+            return str(s.getsockname()[0])
+    except OSError:
+        return None
+
+
 def run_batch(
     store: Store,
     spec: dict[str, Any],
     *,
     now: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    on_complete: Callable[[], None] | None = None,
+    defer: bool = False,
 ) -> dict[str, Any]:
-    """Run the batch described by ``spec`` (see controller._dispatch_window) and record it once."""
+    """Run the batch described by ``spec`` (see controller._dispatch_window) and record it once.
+
+    ``on_complete`` is called when this batch was the last of its window to be recorded, so the
+    analysis can start at once instead of waiting for its scheduled time (fan-in without chord).
+    When another live runner holds the batch, ``defer`` returns ``{"deferred": True}`` at once
+    (the caller checks again later) instead of waiting for it while holding a worker slot.
+    """
     rid, window, batch_id = spec["rollout_id"], spec["window"], spec["batch_id"]
     record = store.load_rollout(rid)
     # The coordinator may dispatch a batch before it saves the window it belongs to, so only a
@@ -50,8 +151,64 @@ def run_batch(
         or (record["step"], record["attempt"]) > window_position(window)
     ):
         return {"batch_id": batch_id, "skipped": "rollout finished or moved on"}
-    if batch_id in store.recorded_batches(rid, window):
-        return {"batch_id": batch_id, "skipped": "already recorded"}
+    spread = float(spec["spread_s"])
+    give_up = float(spec["start_at"]) + spread + STRAGGLER_GRACE_S
+    owner = f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    # A re-delivered copy waits while the first runner's claim is alive rather than probing the
+    # same batch twice; the claim expires soon after a killed runner, and the copy takes over.
+    while not store.claim_batch(rid, window, batch_id, owner, CLAIM_TTL_S):
+        if batch_id in store.recorded_batches(rid, window) or store.is_sealed(rid, window):
+            return {"batch_id": batch_id, "skipped": "already recorded"}
+        if now() > give_up:
+            return {"batch_id": batch_id, "skipped": "claimed by a runner that did not finish"}
+        if defer:
+            return {"batch_id": batch_id, "deferred": True, "check_by": give_up}
+        sleep(1.0)
+    try:
+        if batch_id in store.recorded_batches(rid, window) or store.is_sealed(rid, window):
+            return {"batch_id": batch_id, "skipped": "already recorded"}
+        if now() > give_up:
+            return {"batch_id": batch_id, "skipped": "too late: the window was judged without it"}
+        return _run_claimed(store, spec, record, owner, now, sleep, on_complete)
+    finally:
+        # Left to expire when Redis is away: the batch's outcome matters, not the claim's.
+        with contextlib.suppress(StoreError, redis.RedisError):
+            store.release_claim(rid, window, batch_id, owner)
+
+
+def _record(
+    store: Store,
+    spec: dict[str, Any],
+    results: list[TransactionResult],
+    meta: dict[str, Any],
+    sleep: Callable[[float], None],
+) -> int:
+    """Record with backoff while Redis is away: probe results are too costly to drop."""
+    deadline = time.monotonic() + RECORD_RETRY_S
+    delay = 0.25
+    while True:
+        try:
+            return store.record_batch_status(
+                spec["rollout_id"], spec["window"], spec["batch_id"], results, meta=meta
+            )
+        except StoreError:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("batch %s: Redis unreachable, retrying in %.1fs", spec["batch_id"], delay)
+            sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def _run_claimed(
+    store: Store,
+    spec: dict[str, Any],
+    record: dict[str, Any],
+    owner: str,
+    now: Callable[[], float],
+    sleep: Callable[[float], None],
+    on_complete: Callable[[], None] | None,
+) -> dict[str, Any]:
+    rid, window, batch_id = spec["rollout_id"], spec["window"], spec["batch_id"]
     tx_def = next(t for t in record["transactions"] if t["transaction_name"] == spec["transaction"])
     tx = Transaction.model_validate(tx_def)
     targets = []
@@ -65,27 +222,62 @@ def run_batch(
     offsets = probe_offsets(
         spec["slot"], spec["slots"], spec["count"], spec["series_size"], spec["spread_s"]
     )
-    local = threading.local()
+    last_beat = now()
+
+    def heartbeat() -> None:
+        nonlocal last_beat
+        if now() - last_beat >= HEARTBEAT_S:
+            last_beat = now()
+            # A missed beat while Redis is away only risks a second runner, which records once.
+            with contextlib.suppress(StoreError, redis.RedisError):
+                store.refresh_claim(rid, window, batch_id, owner, CLAIM_TTL_S)
+
+    # Bounds this batch's share of the process pool, so one batch cannot crowd out the others.
+    slots = threading.BoundedSemaphore(
+        max(len(targets), min(int(spec.get("concurrency", 8)), spec["count"]) * len(targets))
+    )
 
     def one(target: Target) -> TransactionResult:
-        session = getattr(local, "session", None)
-        if session is None:
-            session = local.session = requests.Session()
-        return run_transaction(tx, target, session=session)
+        try:
+            return run_transaction(tx, target, session=POOL.session())
+        finally:
+            slots.release()
 
+    pool = POOL.executor()
+    started = now()
     futures: list[Future[TransactionResult]] = []
-    in_flight = max(
-        len(targets), min(int(spec.get("concurrency", 8)), spec["count"]) * len(targets)
-    )
-    with ThreadPoolExecutor(max_workers=in_flight) as pool:
-        for k, off in enumerate(offsets):
-            wait = spec["start_at"] + off - now()
-            if wait > 0:
-                sleep(wait)
-            # Alternate which version goes first so neither is always the one that waits.
-            for target in targets if k % 2 == 0 else targets[::-1]:
-                futures.append(pool.submit(one, target))
+    for k, off in enumerate(offsets):
+        due = spec["start_at"] + off
+        while (left := due - now()) > 0:
+            sleep(min(left, HEARTBEAT_S))
+            heartbeat()
+        # Alternate which version goes first so neither is always the one that waits.
+        for target in targets if k % 2 == 0 else targets[::-1]:
+            while not slots.acquire(timeout=HEARTBEAT_S):
+                heartbeat()
+            futures.append(pool.submit(one, target))
+    pending = set(futures)
+    while pending:
+        _, pending = wait(pending, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
+        heartbeat()
     results = [f.result() for f in futures]
-    added = store.record_batch(rid, window, batch_id, results)
+    meta = {
+        "environment": spec.get("environment"),
+        "host": host_name(),
+        "source": source_address(targets[-1].base_url) if targets else None,
+        "pid": os.getpid(),
+        "runs": len(results),
+        "started": started,
+        "finished": now(),
+    }
+    status = _record(store, spec, results, meta, sleep)
+    total = int(spec.get("window_batches") or 0)
+    if status > 0 and on_complete is not None and total and status >= total:
+        on_complete()
     ok = sum(1 for r in results if r.ok)
-    return {"batch_id": batch_id, "recorded": added, "runs": len(results), "ok": ok}
+    outcome = {-1: "refused: the window was judged without it", 0: "duplicate"}.get(status)
+    summary: dict[str, Any] = {"batch_id": batch_id, "recorded": status > 0, "runs": len(results)}
+    summary["ok"] = ok
+    if outcome:
+        summary["skipped"] = outcome
+    return summary

@@ -60,11 +60,16 @@ def _redis_pings(url: str, pid: int | None = None) -> bool:
 
 
 def start_redis(
-    workdir: Path, port: int | None = None, *, appendonly: bool = False
+    workdir: Path,
+    port: int | None = None,
+    *,
+    appendonly: bool = False,
+    bind: tuple[str, ...] = (),
 ) -> tuple[ManagedProcess, str]:
     """Start redis-server on 127.0.0.1 with its files under ``workdir``; returns (process, URL).
 
     Persistence is off unless ``appendonly``: local mode's Redis lives as long as its fleet.
+    ``bind`` adds addresses to listen on besides 127.0.0.1 (the URL stays on 127.0.0.1).
     """
     data_dir = Path(workdir).resolve() / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -75,7 +80,7 @@ def start_redis(
         argv = [
             redis_server_binary(),
             "--port", str(chosen),
-            "--bind", "127.0.0.1",
+            "--bind", "127.0.0.1", *bind,
             "--protected-mode", "yes",
             "--dir", str(data_dir),
             "--daemonize", "no",
@@ -128,6 +133,7 @@ class LocalFleet:
         celery_app: str = "workers.app:app",
         control_queue: str | None = None,
         env: dict[str, str] | None = None,
+        appendonly: bool = False,
     ) -> None:
         if log_level.upper() not in _LOG_LEVELS:
             raise CanaryError(f"unknown log level {log_level!r}; known: {', '.join(_LOG_LEVELS)}")
@@ -143,6 +149,7 @@ class LocalFleet:
         self.log_level = log_level.upper()
         self.celery_app = celery_app
         self.env = dict(env or {})
+        self.appendonly = appendonly
         self._tag = uuid.uuid4().hex[:8]
         # Celery expands %h in -n with socket.gethostname(); these are the expanded names.
         host = socket.gethostname()
@@ -191,7 +198,7 @@ class LocalFleet:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self._redis_url is None:
-                self.redis, self._redis_url = start_redis(self.workdir)
+                self.redis, self._redis_url = start_redis(self.workdir, appendonly=self.appendonly)
             env = {**self.env, "CANARY_REDIS_URL": self._redis_url, "PYTHONUNBUFFERED": "1"}
             self.control_worker = ManagedProcess(
                 "control-worker",
@@ -218,6 +225,37 @@ class LocalFleet:
             raise
         self.startup_seconds = time.monotonic() - began
         return self
+
+    def restart_worker(self, role: str) -> ManagedProcess:
+        """Start a fresh ``"control"`` or ``"probe"`` worker in place of the old one (which is
+        stopped if still alive); returns once it is ready."""
+        if role not in ("control", "probe"):
+            raise CanaryError(f"unknown worker role {role!r}; known: control, probe")
+        old = self.control_worker if role == "control" else self.probe_worker
+        if old is None:
+            raise CanaryError(f"the local fleet has no {role} worker until it is started")
+        old.stop(timeout=5)
+        new = ManagedProcess(old.name, old.argv, env=old.env, log_path=old.log_path, cwd=old.cwd)
+        new.start()
+        node = self.control_node if role == "control" else self.probe_node
+        if role == "control":
+            self.control_worker = new
+        else:
+            self.probe_worker = new
+        self._wait_ready(new, node, WORKER_START_TIMEOUT)
+        return new
+
+    def restart_redis(self, *, down_s: float = 0.0) -> None:
+        """Stop our Redis (SIGTERM: an append-only file is flushed), wait ``down_s``, start it
+        again on the same port and files; with ``appendonly`` its data survives."""
+        if self.redis is None or self._redis_url is None:
+            raise CanaryError("the local fleet did not start its Redis, so cannot restart it")
+        port = int(self._redis_url.rsplit(":", 1)[1].split("/")[0])
+        self.redis.stop(timeout=10)
+        time.sleep(down_s)
+        self.redis, self._redis_url = start_redis(
+            self.workdir, port=port, appendonly=self.appendonly
+        )
 
     def _wait_ready(self, worker: ManagedProcess, node: str, timeout: float) -> None:
         if self.log_level in ("DEBUG", "INFO"):

@@ -2,12 +2,85 @@
 
 from __future__ import annotations
 
+import logging
+import os
+from typing import Any
+
+import redis
 from celery import Celery
 
+from canary.errors import CanaryError
 from canary.settings import load_settings
 
+log = logging.getLogger(__name__)
 _settings = load_settings()
 _url = _settings.redis_url or "redis://127.0.0.1:6379/0"
+
+# How long a task taken by a worker may stay unacknowledged before Redis hands it to another
+# worker: the delay before the work of a worker killed with -9 is redone. Re-deliveries of a
+# task still running are harmless (batches are claimed, coordinator steps are idempotent), and
+# no task waits longer than half of it: countdowns are capped (workers/tasks.py) and a batch's
+# re-delivered copy re-checks its claim in a new short task rather than waiting.
+DEFAULT_VISIBILITY_TIMEOUT_S = 300.0
+
+
+def visibility_timeout() -> float:
+    """CANARY_VISIBILITY_TIMEOUT in seconds (default 300, at least 2)."""
+    raw = os.environ.get("CANARY_VISIBILITY_TIMEOUT", "").strip()
+    try:
+        return max(2.0, float(raw)) if raw else DEFAULT_VISIBILITY_TIMEOUT_S
+    except ValueError:
+        raise CanaryError(f"CANARY_VISIBILITY_TIMEOUT={raw!r} is not a number of seconds") from None
+
+
+def broker_transport_options() -> dict[str, float]:
+    vt = visibility_timeout()
+    return {
+        "visibility_timeout": vt,
+        # Kombu sweeps for overdue tasks every interval * throttle seconds (100 s by default),
+        # which would dwarf a short visibility timeout: sweep a few times per timeout instead.
+        "unacked_restore_interval": max(1.0, min(10.0, vt / 4)),
+        "unacked_restore_throttle": 1,
+        # Without these a publish to a broker that vanished without closing the connection
+        # would wait forever, and the coordinator's deadline could never fire.
+        "socket_timeout": 30.0,
+        "socket_connect_timeout": 5.0,
+    }
+
+
+def _survive_broker_restarts() -> None:
+    """Keep a worker alive when Redis restarts under it (kombu 5.x).
+
+    After losing the broker the worker drops its channel; pushing held tasks back (on close) or
+    acknowledging a task that finished later then goes through that dead channel, raises
+    AttributeError, and the worker exits ("Unrecoverable error"). Those tasks are still listed
+    as unacknowledged in Redis, so the visibility sweep re-delivers them, and a re-delivered
+    task is harmless (batches are claimed and recorded once, coordinator steps are idempotent).
+    """
+    from kombu.transport import redis as kombu_redis
+
+    def guarded(name: str) -> None:
+        original = getattr(kombu_redis.QoS, name)
+        if getattr(original, "_canary_guarded", False):
+            return
+
+        def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return original(self, *args, **kwargs)
+            except (AttributeError, redis.RedisError) as exc:
+                log.warning("broker lost: %s left to the visibility sweep (%r)", name, exc)
+                if name == "restore_unacked":
+                    self._delivered.clear()
+                return None
+
+        method._canary_guarded = True  # type: ignore[attr-defined]
+        setattr(kombu_redis.QoS, name, method)
+
+    for name in ("restore_unacked", "ack", "reject"):
+        guarded(name)
+
+
+_survive_broker_restarts()
 
 app = Celery("canary", broker=_url, backend=_url, include=["workers.tasks"])
 _COMMON = dict(
@@ -28,7 +101,9 @@ _COMMON = dict(
         "canary.*": {"queue": _settings.control_queue},
     },
     broker_connection_retry_on_startup=True,
-    broker_transport_options={"visibility_timeout": 3600},
+    broker_transport_options=broker_transport_options(),
+    # A probe worker keeps running its batches while the broker is briefly away.
+    worker_cancel_long_running_tasks_on_connection_loss=False,
     worker_send_task_events=True,
     task_send_sent_event=True,
     worker_hijack_root_logger=False,

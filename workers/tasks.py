@@ -7,9 +7,13 @@ without importing this code.
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from functools import lru_cache
 from typing import Any
 
+import redis
 from celery import Task
 
 from canary.errors import CanaryError, StoreError
@@ -18,12 +22,29 @@ from canary.rollout import controller
 from canary.rollout.config import RolloutConfig
 from canary.settings import load_settings
 from canary.store import Store
-from workers.app import app
+from canary.store.redis_store import connect
+from workers.app import app, visibility_timeout
 
 log = logging.getLogger(__name__)
 
 # Coordinator tasks retry while Redis is away; past this many tries the rollout fails safe.
 MAX_RETRIES = 8
+# A batch may run this long past its spread before Celery stops it (it then counts as missing).
+BATCH_SLACK_S = controller.STRAGGLER_GRACE_S + 30.0
+
+
+def redis_deadline() -> float:
+    """CANARY_REDIS_DEADLINE: seconds without Redis after which rollouts fail safe (default 60)."""
+    try:
+        return max(1.0, float(os.environ.get("CANARY_REDIS_DEADLINE") or 60.0))
+    except ValueError:
+        return 60.0
+
+
+def max_countdown() -> float:
+    # A task waiting for its countdown is held unacknowledged; past the visibility timeout Redis
+    # would hand it out again, so no countdown is longer than half of it (callers re-check).
+    return visibility_timeout() / 2
 
 
 @lru_cache(maxsize=1)
@@ -35,13 +56,30 @@ class CeleryDispatcher:
     """Schedules the controller's next steps as Celery tasks on the right queues."""
 
     def probe(self, batch: dict[str, Any], queue: str) -> None:
-        probe_batch.apply_async(args=[batch], queue=queue)
+        limit = float(batch.get("spread_s") or 0) + BATCH_SLACK_S
+        probe_batch.apply_async(
+            args=[batch], queue=queue, soft_time_limit=limit, time_limit=limit + 15
+        )
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None:
-        analyze.apply_async(args=[rollout_id, window], countdown=countdown)
+        _schedule(analyze, [rollout_id, window], countdown)
 
     def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None:
-        advance.apply_async(args=[rollout_id, step, attempt], countdown=countdown)
+        _schedule(advance, [rollout_id, step, attempt], countdown)
+
+
+def _schedule(task: Task, args: list[Any], countdown: float) -> None:
+    """Send ``task`` after ``countdown`` s; longer waits hop through ``canary.later``.
+
+    A task waiting for its countdown is held unacknowledged, and past the visibility timeout
+    Redis would hand it to another worker as well; so no single wait exceeds half of it.
+    """
+    if countdown <= max_countdown():
+        task.apply_async(args=args, countdown=max(0.0, countdown))
+    else:
+        later.apply_async(
+            args=[task.name, args, time.time() + countdown], countdown=max_countdown()
+        )
 
 
 def _ctx() -> controller.Context:
@@ -53,23 +91,117 @@ def _ctx() -> controller.Context:
 
 
 def _coordinate(task: Task, rollout_id: str, what: str, fn: Any, *args: Any) -> str:
-    """Run a controller step; retry with backoff on Redis trouble, fail safe when out of tries."""
-    try:
-        return str(fn(_ctx(), rollout_id, *args))
-    except StoreError as exc:
-        if task.request.retries < MAX_RETRIES:
-            raise task.retry(exc=exc, countdown=min(2**task.request.retries, 30)) from exc
-        reason = f"{what} failed {MAX_RETRIES + 1} times: {exc}"
-    except CanaryError as exc:
-        reason = f"{what} failed: {exc}"
-    except Exception as exc:
-        log.exception("%s of %s crashed", what, rollout_id)
-        reason = f"{what} crashed: {type(exc).__name__}: {exc}"
+    """Run a controller step; retry with backoff while Redis is away, fail safe past a deadline.
+
+    The retries happen in this task rather than through the broker, which is the same Redis
+    and so is away too; past the deadline traffic goes to stable from what this process
+    remembers, and the record says so as soon as Redis answers again.
+    """
+    GUARD.start()
+    if rollout_id in GUARD.pending:
+        GUARD.settle()
+        return "failed"
+    deadline = time.monotonic() + redis_deadline()
+    delay = 0.5
+    while True:
+        try:
+            return str(fn(_ctx(), rollout_id, *args))
+        except (StoreError, redis.RedisError) as exc:
+            if time.monotonic() + delay < deadline:
+                log.warning(
+                    "%s of %s: Redis unreachable (%s); retrying in %.1fs",
+                    what,
+                    rollout_id,
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
+                delay = min(delay * 2, 8.0)
+                continue
+            GUARD.fail_offline(
+                rollout_id, f"{what}: Redis unreachable for {redis_deadline():g}s: {exc}"
+            )
+            GUARD.settle()
+            return "failed"
+        except CanaryError as exc:
+            reason = f"{what} failed: {exc}"
+        except Exception as exc:
+            log.exception("%s of %s crashed", what, rollout_id)
+            reason = f"{what} crashed: {type(exc).__name__}: {exc}"
+        break
     try:
         controller.fail_safe(_ctx(), rollout_id, reason)
     except Exception:
         log.exception("fail-safe of %s could not run", rollout_id)
     return "failed"
+
+
+class RedisGuard:
+    """Watches Redis from a coordinator process and fails its rollouts safe when it stays away.
+
+    Started by the first coordinator task; checks every second. Past CANARY_REDIS_DEADLINE
+    without an answer, every unfinished rollout this process coordinated gets its traffic sent
+    to stable through its router (no Redis needed); once Redis answers, the records are marked
+    failed with the reason, and tasks for those rollouts do nothing else.
+    """
+
+    def __init__(self) -> None:
+        self.pending: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._watch, name="redis-guard", daemon=True)
+                self._thread.start()
+
+    def fail_offline(self, rollout_id: str, reason: str) -> None:
+        problem = controller.rollback_offline(_ctx(), rollout_id)
+        if problem is not None:
+            reason += f"; could not send traffic to stable while Redis was away: {problem}"
+        log.error("rollout %s fails safe: %s", rollout_id, reason)
+        with self._lock:
+            self.pending.setdefault(rollout_id, reason)
+
+    def settle(self) -> None:
+        """Write the pending fail-safe outcomes (when Redis answers); keep those that failed."""
+        with self._lock:
+            todo = dict(self.pending)
+        for rollout_id, reason in todo.items():
+            try:
+                controller.fail_safe(_ctx(), rollout_id, reason)
+            except (StoreError, redis.RedisError):
+                continue
+            except Exception:
+                log.exception("fail-safe of %s could not run", rollout_id)
+            with self._lock:
+                self.pending.pop(rollout_id, None)
+
+    def _watch(self) -> None:
+        client = connect(load_settings().redis_url)
+        client.connection_pool.connection_kwargs.update(socket_timeout=2, socket_connect_timeout=2)
+        away_since: float | None = None
+        while True:
+            time.sleep(1.0)
+            try:
+                client.ping()
+            except redis.RedisError:
+                away_since = away_since or time.monotonic()
+                if time.monotonic() - away_since >= redis_deadline():
+                    for rollout_id in controller.recent_rollouts():
+                        if rollout_id not in self.pending:
+                            self.fail_offline(
+                                rollout_id,
+                                f"Redis unreachable for more than {redis_deadline():g}s",
+                            )
+                continue
+            away_since = None
+            if self.pending:
+                self.settle()
+
+
+GUARD = RedisGuard()
 
 
 @app.task(name="canary.start_rollout", bind=True, acks_late=True)
@@ -116,11 +248,33 @@ def analyze(self: Task, rollout_id: str, window: str) -> str:
 
 @app.task(name="canary.probe_batch", bind=True, acks_late=True, max_retries=3)
 def probe_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
-    """Run a batch of synthetic transactions against one version and record the results once."""
+    """Run a batch of synthetic transactions against both versions and record the results once."""
+
+    def analyze_now() -> None:
+        analyze.apply_async(args=[batch["rollout_id"], batch["window"]])
+
     try:
-        return run_batch(_store(), batch)
+        out = run_batch(_store(), batch, on_complete=analyze_now, defer=True)
     except StoreError as exc:
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+    if out.get("deferred"):
+        # Another runner holds the batch (this is a re-delivered copy): look again later in a
+        # new short task, so that if that runner dies the batch is still taken over.
+        wait = max(1.0, min(max_countdown(), float(out["check_by"]) - time.time()))
+        queue = f"{load_settings().probe_queue_prefix}.{batch.get('environment') or 'default'}"
+        self.apply_async(args=[batch], queue=queue, countdown=wait)
+    return out
+
+
+@app.task(name="canary.later", acks_late=True)
+def later(task_name: str, args: list[Any], due_at: float) -> str:
+    """Send ``task_name(*args)`` at ``due_at`` (Unix time), waiting in hops (see _schedule)."""
+    left = due_at - time.time()
+    if left > 0.05:
+        later.apply_async(args=[task_name, args, due_at], countdown=min(left, max_countdown()))
+        return "waiting"
+    app.send_task(task_name, args=args)
+    return "sent"
 
 
 def _command(rollout_id: str, command: str) -> str:

@@ -18,7 +18,16 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 
 
 def _registrars() -> list[Registrar]:
-    from canary.cli import exporter, localmode, operate, replay, report, rollouts, transactions
+    from canary.cli import (
+        exporter,
+        localmode,
+        operate,
+        replay,
+        report,
+        rollouts,
+        transactions,
+        worker,
+    )
 
     return [
         transactions.register,
@@ -28,6 +37,7 @@ def _registrars() -> list[Registrar]:
         replay.register,
         report.register,
         exporter.register,
+        worker.register,
     ]
 
 

@@ -12,13 +12,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from canary.analysis.judge import Decision, JudgeInput, get_judge
+from canary.analysis.decision import Decision, JudgeInput
+from canary.analysis.judge import get_judge
 from canary.analysis.metrics import summarize_version
 from canary.analysis.slo import SLO
 from canary.errors import CanaryError, RouterError
@@ -33,6 +35,11 @@ log = logging.getLogger(__name__)
 
 # How long analysis waits past the end of a window for late batches before judging without them.
 STRAGGLER_GRACE_S = 30.0
+# A batch holds a worker slot while it paces its probes over the window, so a window is cut into
+# at most this many batches (raising batch_size when needed): more would queue behind the
+# worker slots and start late, in a burst. Larger batches cost nothing, since a worker's probe
+# threads are shared by all its batches. Override with CANARY_MAX_BATCHES.
+MAX_BATCHES_PER_WINDOW = 48
 # How often a waiting analysis or a paused rollout looks again.
 RECHECK_S = 1.0
 DECISIONS_KEPT = 200
@@ -46,16 +53,20 @@ def _remember(record: dict[str, Any]) -> None:
     _recent.pop(record["id"], None)
     if st.is_final(record["state"]):
         return
-    _recent[record["id"]] = {
-        k: record.get(k) for k in ("id", "service", "config", "step", "weight", "state")
-    }
+    snapshot = {k: record.get(k) for k in ("id", "service", "config", "step", "weight", "state")}
+    # Another coordinator may have finished the rollout since (even promoted it), so a memory
+    # is trusted only for about a step: a running rollout is seen at least once per step.
+    interval = float(record.get("window_interval") or record["config"]["schedule"]["step_interval"])
+    snapshot["trust_until"] = time.time() + interval + STRAGGLER_GRACE_S + 120.0
+    _recent[record["id"]] = snapshot
     while len(_recent) > RECENT_KEPT:
         _recent.pop(next(iter(_recent)))
 
 
 def recent_rollouts() -> list[str]:
     """Ids of the unfinished rollouts this process coordinated lately (newest last)."""
-    return list(_recent)
+    now = time.time()
+    return [rid for rid, snap in _recent.items() if snap["trust_until"] >= now]
 
 
 def rollback_offline(ctx: Context, rollout_id: str) -> str | None:
@@ -64,8 +75,8 @@ def rollback_offline(ctx: Context, rollout_id: str) -> str | None:
     Returns None when done, else why it could not; the record is written later by fail_safe.
     """
     snapshot = _recent.get(rollout_id)
-    if snapshot is None:
-        return "this process never coordinated the rollout"
+    if snapshot is None or snapshot["trust_until"] < time.time():
+        return "this process has not coordinated the rollout lately"
     try:
         _router(ctx, snapshot).rollback(_route_ctx(snapshot))
     except Exception as exc:
@@ -93,6 +104,14 @@ class Context:
     now: Callable[[], float] = time.time
     queue_prefix: str = "canary.probe"
     routers: dict[str, Router] = field(default_factory=dict)
+
+
+def max_batches() -> int:
+    """How many batches a window may be cut into (CANARY_MAX_BATCHES, default 48)."""
+    try:
+        return max(1, int(os.environ.get("CANARY_MAX_BATCHES") or MAX_BATCHES_PER_WINDOW))
+    except ValueError:
+        return MAX_BATCHES_PER_WINDOW
 
 
 def window_name(step: int, attempt: int) -> str:
@@ -232,7 +251,8 @@ def _dispatch_window(
     start = ctx.now()
     n = cfg.probes.per_step
     per_batch = cfg.probes.batch_size
-    batches_per_series = math.ceil(n / per_batch)
+    cap = max(1, max_batches() // max(1, len(record["transactions"])))
+    batches_per_series = min(math.ceil(n / per_batch), cap)
     envs = cfg.probes.environments
     expected: list[str] = []
     ctx.store.add_window(record["id"], window)

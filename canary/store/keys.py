@@ -56,3 +56,23 @@ class Keys:
     def control(self, rollout_id: str) -> str:
         """Operator commands waiting for the coordinator (pause, resume, promote, abort)."""
         return f"{self.root}:rollout:{rollout_id}:control"
+
+    def expected(self, rollout_id: str, window: str) -> str:
+        """Hash batch id → probe runs the coordinator dispatched for a window (for accounting)."""
+        return f"{self.root}:rollout:{rollout_id}:expected:{window}"
+
+    def batch_meta(self, rollout_id: str, window: str) -> str:
+        """Hash batch id → JSON of where and when a recorded batch ran (host, environment, runs)."""
+        return f"{self.root}:rollout:{rollout_id}:batchmeta:{window}"
+
+    def sealed(self, rollout_id: str, window: str) -> str:
+        """Set once a window was judged: batches recorded later are refused, not counted."""
+        return f"{self.root}:rollout:{rollout_id}:sealed:{window}"
+
+    def missing(self, rollout_id: str, window: str) -> str:
+        """Ids of the batches a judged window went without (accounted as missing data)."""
+        return f"{self.root}:rollout:{rollout_id}:missing:{window}"
+
+    def claim(self, rollout_id: str, window: str, batch_id: str) -> str:
+        """Who is running a batch now; kept alive by a heartbeat, so it expires with its worker."""
+        return f"{self.root}:rollout:{rollout_id}:claim:{window}:{batch_id}"

@@ -28,14 +28,55 @@ HISTORY_KEPT = 5_000
 FINISHED_TTL_S = 30 * 24 * 3600
 RESULTS_TTL_S = 30 * 24 * 3600
 
+# KEYS: batches, results, sealed, meta. ARGV: batch id, ttl, meta JSON (or ''), results...
+# Returns -1 when the window was already judged (the batch is refused, so a judged window never
+# changes), 0 when the batch was recorded before, else how many batches the window now has.
 _RECORD_BATCH = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-if #ARGV > 2 then
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, 3))
-  redis.call('EXPIRE', KEYS[2], ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
+  redis.call('EXPIRE', KEYS[4], ARGV[2])
 end
-return 1
+-- unpack() is bounded by Lua's C stack, so large batches are appended in chunks.
+local i = 4
+while i <= #ARGV do
+  local j = math.min(i + 999, #ARGV)
+  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, j))
+  i = j + 1
+end
+if #ARGV >= 4 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+return redis.call('SCARD', KEYS[1])
+"""
+
+# KEYS: sealed, batches, missing. ARGV: ttl, expected batch ids...
+# Seals the window and returns the batches recorded before the seal; the others are missing.
+_SEAL_WINDOW = """
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+local recorded = redis.call('SMEMBERS', KEYS[2])
+local have = {}
+for _, b in ipairs(recorded) do have[b] = true end
+local missing = {}
+for i = 2, #ARGV do
+  if not have[ARGV[i]] then missing[#missing + 1] = ARGV[i] end
+end
+redis.call('DEL', KEYS[3])
+local i = 1
+while i <= #missing do
+  local j = math.min(i + 999, #missing)
+  redis.call('SADD', KEYS[3], unpack(missing, i, j))
+  i = j + 1
+end
+if #missing > 0 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
+return recorded
+"""
+
+_REFRESH_CLAIM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
 """
 
 # Fencing: a coordinator whose lock expired while it stalled must not overwrite the newer
@@ -82,6 +123,8 @@ class Store:
         self._record = self.r.register_script(_RECORD_BATCH)
         self._release = self.r.register_script(_RELEASE_LOCK)
         self._save_fenced = self.r.register_script(_SAVE_FENCED)
+        self._seal = self.r.register_script(_SEAL_WINDOW)
+        self._refresh_claim = self.r.register_script(_REFRESH_CLAIM)
 
     @classmethod
     def from_url(cls, url: str | None = None) -> Store:
@@ -216,21 +259,122 @@ class Store:
     # --- results ---------------------------------------------------------------------------
 
     def record_batch(
-        self, rollout_id: str, window: str, batch_id: str, results: Sequence[TransactionResult]
+        self,
+        rollout_id: str,
+        window: str,
+        batch_id: str,
+        results: Sequence[TransactionResult],
+        *,
+        meta: dict[str, Any] | None = None,
     ) -> bool:
-        """Store a batch's results once; False when this batch id was already recorded."""
+        """Store a batch's results once; False when it was recorded before or came too late."""
+        return self.record_batch_status(rollout_id, window, batch_id, results, meta=meta) > 0
+
+    def record_batch_status(
+        self,
+        rollout_id: str,
+        window: str,
+        batch_id: str,
+        results: Sequence[TransactionResult],
+        *,
+        meta: dict[str, Any] | None = None,
+    ) -> int:
+        """Like record_batch: -1 refused (window judged), 0 duplicate, n = batches now recorded."""
         payload = [json.dumps(r.to_dict()) for r in results]
         try:
-            added = self._record(
-                keys=[self.keys.batches(rollout_id, window), self.keys.results(rollout_id, window)],
-                args=[batch_id, RESULTS_TTL_S, *payload],
+            status = self._record(
+                keys=[
+                    self.keys.batches(rollout_id, window),
+                    self.keys.results(rollout_id, window),
+                    self.keys.sealed(rollout_id, window),
+                    self.keys.batch_meta(rollout_id, window),
+                ],
+                args=[batch_id, RESULTS_TTL_S, json.dumps(meta) if meta else "", *payload],
             )
         except redis.RedisError as exc:
             raise StoreError(f"cannot record batch {batch_id}: {exc}") from exc
-        return bool(added)
+        return int(status)
+
+    def set_expected(self, rollout_id: str, window: str, runs: dict[str, int]) -> None:
+        """Remember which batches a window was dispatched with, and how many runs each carries."""
+        if not runs:
+            return
+        key = self.keys.expected(rollout_id, window)
+        try:
+            pipe = self.r.pipeline()
+            pipe.hset(key, mapping=runs)
+            pipe.expire(key, RESULTS_TTL_S)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot save the batches of {window}: {exc}") from exc
+
+    def seal_window(self, rollout_id: str, window: str, expected: Sequence[str]) -> set[str]:
+        """Close a window to late batches; returns the batches recorded (the rest are missing)."""
+        try:
+            got = self._seal(
+                keys=[
+                    self.keys.sealed(rollout_id, window),
+                    self.keys.batches(rollout_id, window),
+                    self.keys.missing(rollout_id, window),
+                ],
+                args=[RESULTS_TTL_S, *expected],
+            )
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot seal {window} of {rollout_id}: {exc}") from exc
+        return set(got)
+
+    def is_sealed(self, rollout_id: str, window: str) -> bool:
+        try:
+            return bool(self.r.exists(self.keys.sealed(rollout_id, window)))
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot read {window} of {rollout_id}: {exc}") from exc
+
+    def window_accounting(self, rollout_id: str, window: str) -> dict[str, Any]:
+        """Expected, recorded and missing batches of a window, and the results it holds."""
+        pipe = self.r.pipeline()
+        pipe.hgetall(self.keys.expected(rollout_id, window))
+        pipe.smembers(self.keys.batches(rollout_id, window))
+        pipe.smembers(self.keys.missing(rollout_id, window))
+        pipe.llen(self.keys.results(rollout_id, window))
+        pipe.exists(self.keys.sealed(rollout_id, window))
+        pipe.hgetall(self.keys.batch_meta(rollout_id, window))
+        expected, recorded, missing, n, sealed, meta = pipe.execute()
+        return {
+            "expected": {k: int(v) for k, v in expected.items()},
+            "recorded": set(recorded),
+            "missing": set(missing),
+            "results": int(n),
+            "sealed": bool(sealed),
+            "meta": {k: json.loads(v) for k, v in meta.items()},
+        }
+
+    # --- batch claims: one runner per batch at a time ---------------------------------------
+
+    def claim_batch(
+        self, rollout_id: str, window: str, batch_id: str, owner: str, ttl_s: float
+    ) -> bool:
+        """Take a batch for ``owner`` unless someone whose claim is still alive has it."""
+        key = self.keys.claim(rollout_id, window, batch_id)
+        try:
+            return bool(self.r.set(key, owner, nx=True, px=int(ttl_s * 1000)))
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot claim batch {batch_id}: {exc}") from exc
+
+    def refresh_claim(
+        self, rollout_id: str, window: str, batch_id: str, owner: str, ttl_s: float
+    ) -> bool:
+        key = self.keys.claim(rollout_id, window, batch_id)
+        return bool(self._refresh_claim(keys=[key], args=[owner, int(ttl_s * 1000)]))
+
+    def release_claim(self, rollout_id: str, window: str, batch_id: str, owner: str) -> None:
+        key = self.keys.claim(rollout_id, window, batch_id)
+        self._release(keys=[key], args=[owner])
 
     def recorded_batches(self, rollout_id: str, window: str) -> set[str]:
-        return set(self.r.smembers(self.keys.batches(rollout_id, window)))
+        try:
+            return set(self.r.smembers(self.keys.batches(rollout_id, window)))
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot read the batches of {window}: {exc}") from exc
 
     def add_window(self, rollout_id: str, window: str) -> None:
         key = self.keys.windows(rollout_id)

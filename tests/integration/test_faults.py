@@ -1,0 +1,272 @@
+"""The fault suite: real Redis, real Celery workers and demo services, with things going wrong.
+
+Every test ends with the right decision, checks that each judged window holds exactly the
+results of its recorded batches (none doubled) and that every other dispatched batch is
+accounted as missing (none lost silently), and reads the traffic weight from a command router's
+file, so "traffic back on stable" is checked where Redis cannot vouch for it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from canary.cli.rollouts import start
+from canary.local import LocalFleet
+from canary.rollout import state as st
+from canary.rollout.config import load_rollout
+from canary.store import Store
+from tests.fixtures.services import DemoFactory
+
+ROOT = Path(__file__).resolve().parents[2]
+BROWSE = str(ROOT / "configs" / "transactions" / "demo-browse.yaml")
+FLEET_ENV = {
+    # Short enough that a killed worker's task comes back within a step.
+    "CANARY_VISIBILITY_TIMEOUT": "4",
+    "CANARY_REDIS_DEADLINE": "4",
+    "CANARY_PROBE_THREADS": "32",
+}
+
+FleetFactory = Callable[..., LocalFleet]
+
+
+@pytest.fixture()
+def fleet_factory(tmp_path: Path) -> Iterator[FleetFactory]:
+    """Start a LocalFleet with its own Redis (tests here kill and restart it)."""
+    fleets: list[LocalFleet] = []
+
+    def make(**kw: Any) -> LocalFleet:
+        fleet = LocalFleet(
+            tmp_path / f"fleet{len(fleets)}",
+            env=FLEET_ENV,
+            probe_concurrency=16,
+            control_concurrency=4,
+            **kw,
+        )
+        fleets.append(fleet)
+        fleet.start()
+        return fleet
+
+    try:
+        yield make
+    finally:
+        for fleet in fleets:
+            fleet.stop(timeout=3)
+
+
+def _rollout(
+    tmp: Path,
+    stable: str,
+    canary: str,
+    *,
+    interval: float = 4,
+    transactions: list[str] | None = None,
+    per_step: int = 12,
+    batch_size: int = 4,
+) -> tuple[Path, Path]:
+    weight_file = tmp / "weight"
+    weight_file.write_text("0\n")
+    doc: dict[str, Any] = {
+        "name": "fault",
+        "stable": {"url": stable.rstrip("/")},
+        "canary": {"url": canary.rstrip("/")},
+        "transactions": transactions or [BROWSE],
+        "schedule": {"steps": [50, 100], "step_interval": interval},
+        "probes": {"per_step": per_step, "batch_size": batch_size, "concurrency": 4},
+        "slo": {
+            "success_threshold": 90,
+            "max_latency_increase_pct": 300,
+            "max_error_rate_increase_pp": 5,
+        },
+        "analysis": {"max_holds": 1, "min_samples": 8},
+        "router": {
+            "type": "command",
+            "set_weight": f"echo {{{{ weight }}}} > {weight_file}",
+            "promote": f"echo 100 > {weight_file}",
+            "rollback": f"echo 0 > {weight_file}",
+        },
+    }
+    path = tmp / "rollout.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path, weight_file
+
+
+def _start(fleet: LocalFleet, path: Path) -> str:
+    cfg, txs = load_rollout(path)
+    return start(fleet.redis_url, cfg, txs)
+
+
+def _wait(what: str, check: Callable[[], Any], timeout: float) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            got = check()
+        except Exception:
+            got = None
+        if got:
+            return got
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+
+
+def _final(fleet: LocalFleet, rid: str, timeout: float = 60) -> dict[str, Any]:
+    store = Store.from_url(fleet.redis_url)
+
+    def done() -> dict[str, Any] | None:
+        rec = store.load_rollout(rid)
+        return rec if rec and st.is_final(rec["state"]) else None
+
+    rec: dict[str, Any] = _wait(f"rollout {rid} to finish", done, timeout)
+    return rec
+
+
+def _in_window(fleet: LocalFleet, rid: str, window: str) -> None:
+    """Wait until probes of ``window`` are running (a batch holds a claim)."""
+    store = Store.from_url(fleet.redis_url)
+    pattern = store.keys.claim(rid, window, "*")
+    _wait(f"a running batch of {window}", lambda: store.r.keys(pattern), 20)
+
+
+def _accounting(fleet: LocalFleet, rid: str) -> dict[str, dict[str, Any]]:
+    """Per window: no result doubled, no batch lost without being accounted for."""
+    store = Store.from_url(fleet.redis_url)
+    out = {}
+    for window in store.windows(rid):
+        acc = store.window_accounting(rid, window)
+        expected: dict[str, int] = acc["expected"]
+        assert expected, f"{window}: dispatched batches were not saved"
+        assert not acc["recorded"] & acc["missing"], window
+        assert acc["recorded"] <= expected.keys(), window
+        # Exactly the runs of the recorded batches: a re-delivered batch was not counted twice.
+        assert acc["results"] == sum(expected[b] for b in acc["recorded"]), (window, acc)
+        if acc["sealed"]:
+            assert acc["recorded"] | acc["missing"] == expected.keys(), (window, acc)
+        out[window] = acc
+    return out
+
+
+def _weight(path: Path) -> int:
+    return int(path.read_text().strip() or 0)
+
+
+def test_probe_worker_killed_mid_batch(
+    tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
+) -> None:
+    fleet = fleet_factory()
+    path, weight = _rollout(
+        tmp_path, demo_service_factory("s").url, demo_service_factory("c").url, interval=6
+    )
+    rid = _start(fleet, path)
+    _in_window(fleet, rid, "s1a0")
+    assert fleet.probe_worker is not None and fleet.probe_worker.pid
+    os.kill(fleet.probe_worker.pid, signal.SIGKILL)
+    fleet.restart_worker("probe")
+    final = _final(fleet, rid, timeout=75)
+    assert final["state"] == "promoted", final.get("reasons")
+    assert _weight(weight) == 100
+    acc = _accounting(fleet, rid)
+    # The killed batches were re-delivered to the new worker and recorded once.
+    assert all(a["sealed"] and not a["missing"] for a in acc.values()), acc
+    pids = {m["pid"] for m in acc["s1a0"]["meta"].values()}
+    assert fleet.probe_worker.pid in pids
+
+
+def test_control_worker_killed_mid_step(
+    tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
+) -> None:
+    fleet = fleet_factory()
+    path, weight = _rollout(tmp_path, demo_service_factory("s").url, demo_service_factory("c").url)
+    rid = _start(fleet, path)
+    _in_window(fleet, rid, "s1a0")
+    assert fleet.control_worker is not None and fleet.control_worker.pid
+    os.kill(fleet.control_worker.pid, signal.SIGKILL)
+    fleet.restart_worker("control")
+    final = _final(fleet, rid)
+    assert final["state"] == "promoted", final.get("reasons")
+    assert _weight(weight) == 100
+    acc = _accounting(fleet, rid)
+    assert set(acc) == {"s0a0", "s1a0", "s2a0"}
+
+
+def test_redis_restart_with_appendonly_keeps_the_rollout(
+    tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
+) -> None:
+    fleet = fleet_factory(appendonly=True)
+    path, weight = _rollout(tmp_path, demo_service_factory("s").url, demo_service_factory("c").url)
+    rid = _start(fleet, path)
+    _in_window(fleet, rid, "s1a0")
+    fleet.restart_redis(down_s=1.0)
+    final = _final(fleet, rid)
+    assert final["state"] == "promoted", final.get("reasons")
+    assert _weight(weight) == 100
+    _accounting(fleet, rid)
+
+
+def test_redis_gone_past_the_deadline_sends_traffic_to_stable(
+    tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
+) -> None:
+    fleet = fleet_factory(appendonly=True)
+    path, weight = _rollout(
+        tmp_path, demo_service_factory("s").url, demo_service_factory("c").url, interval=8
+    )
+    rid = _start(fleet, path)
+    _wait("traffic on the canary", lambda: _weight(weight) == 50, 30)
+    assert fleet.redis is not None
+    fleet.redis.stop(timeout=10)
+    # CANARY_REDIS_DEADLINE is 4 s: the coordinator acts on the router without Redis.
+    _wait("traffic back on stable while Redis is away", lambda: _weight(weight) == 0, 20)
+    fleet.restart_redis()
+    final = _final(fleet, rid, timeout=30)
+    assert final["state"] == "failed" and final["weight"] == 0
+    assert any("Redis unreachable" in r for r in final["reasons"]), final["reasons"]
+    time.sleep(2)  # nothing moves traffic again once Redis is back
+    assert _weight(weight) == 0
+    _accounting(fleet, rid)
+
+
+def test_unreachable_canary_is_rolled_back_with_reasons(
+    tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
+) -> None:
+    fleet = fleet_factory()
+    path, weight = _rollout(tmp_path, demo_service_factory("s").url, "http://127.0.0.1:9")
+    rid = _start(fleet, path)
+    final = _final(fleet, rid, timeout=40)
+    assert final["state"] == "rolled_back" and _weight(weight) == 0
+    assert final["reasons"]
+    canary = [r for r in Store.from_url(fleet.redis_url).all_results(rid) if r.version == "canary"]
+    assert canary and all(not r.ok and r.error for r in canary)
+    acc = _accounting(fleet, rid)
+    assert all(not a["missing"] for a in acc.values())
+
+
+def test_probe_hanging_past_its_timeout_is_a_failed_result(
+    tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
+) -> None:
+    tx = yaml.safe_load(Path(BROWSE).read_text())
+    tx["timeout"] = 1
+    tx_path = tmp_path / "browse-1s.yaml"
+    tx_path.write_text(yaml.safe_dump(tx))
+    fleet = fleet_factory()
+    path, weight = _rollout(
+        tmp_path,
+        demo_service_factory("s").url,
+        demo_service_factory("c", latency_ms=20_000).url,
+        transactions=[str(tx_path)],
+    )
+    rid = _start(fleet, path)
+    final = _final(fleet, rid, timeout=40)
+    assert final["state"] == "rolled_back" and _weight(weight) == 0
+    canary = [r for r in Store.from_url(fleet.redis_url).all_results(rid) if r.version == "canary"]
+    assert canary and all(not r.ok for r in canary)
+    assert all("within 1s" in (r.error or "") for r in canary), canary[0].error
+    assert all(r.latency_ms < 3000 for r in canary)
+    acc = _accounting(fleet, rid)
+    # No batch got stuck on the hanging service: every one of them reported.
+    assert all(a["sealed"] and not a["missing"] for a in acc.values()), acc
