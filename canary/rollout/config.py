@@ -183,7 +183,11 @@ class SLOSpec(_Strict):
 class AnalysisSpec(_Strict):
     """Which judge decides, and how long it may wait for evidence."""
 
-    judge: str = "threshold"
+    judge: str = "sequential"
+    engine: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Settings of the sequential engine (docs/analysis.md); defaults need no tuning.",
+    )
     min_samples: int = Field(default=10, ge=1)
     max_holds: int = Field(default=3, ge=0)
     history_window: float = Field(
@@ -294,6 +298,12 @@ def _check_plugins(config: RolloutConfig, doc: Document) -> list[Problem]:
                     f"unknown notifier {n.type!r}; known: {', '.join(sorted(NOTIFIERS))}",
                 )
             )
+    from canary.analysis.engine import EngineSettings
+
+    try:
+        EngineSettings.from_dict(config.analysis.engine)
+    except ConfigError as exc:
+        out.append(doc.problem(("analysis", "engine"), str(exc).removeprefix("analysis: ")))
     if config.analysis.judge not in JUDGES:
         out.append(
             doc.problem(

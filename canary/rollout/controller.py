@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from canary.analysis.decision import Decision, JudgeInput
+from canary.analysis.engine import AnalysisEngine, EngineSettings
 from canary.analysis.judge import get_judge
 from canary.analysis.metrics import summarize_version
 from canary.analysis.slo import SLO
@@ -389,7 +390,7 @@ def _judge(ctx: Context, record: dict[str, Any], window: str, missing: set[str])
         transactions=names,
         min_samples=cfg.analysis.min_samples,
     )
-    decision = get_judge(cfg.analysis.judge).decide(inp)
+    decision = _decide(ctx, record, cfg, inp)
     if missing:
         decision.reasons.append(
             f"{len(missing)} of {len(record.get('expected_batches') or [])} probe batches did not report in time and were judged as missing data"
@@ -398,6 +399,29 @@ def _judge(ctx: Context, record: dict[str, Any], window: str, missing: set[str])
     ctx.store.add_history(record["service"], stable)
     decision.metrics.setdefault("canary", _stats(canary))
     decision.metrics.setdefault("stable", _stats(stable))
+    return decision
+
+
+def _decide(ctx: Context, record: dict[str, Any], cfg: RolloutConfig, inp: JudgeInput) -> Decision:
+    """Ask the configured judge; the sequential engine keeps its evidence in the record."""
+    if cfg.analysis.judge != "sequential":
+        return get_judge(cfg.analysis.judge).decide(inp)
+    if record.get("engine"):
+        engine = AnalysisEngine.from_state(record["engine"])
+    else:
+        settings = EngineSettings.from_dict(cfg.analysis.engine)
+        engine = AnalysisEngine(
+            inp.slo, settings, list(inp.transactions), inp.history, t0=record["window_started_at"]
+        )
+    engine.observe(sorted([*inp.canary, *inp.stable], key=lambda r: r.t))
+    decision = engine.decide(
+        ctx.now(),
+        record["weight"],
+        step_end=True,
+        holds=record["attempt"],
+        final=record["weight"] >= inp.max_weight,
+    )
+    record["engine"] = engine.to_state()
     return decision
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from canary.analysis.engine import AnalysisEngine
 from canary.fleet import run_batch
 from canary.rollout import controller
 from canary.rollout.config import load_rollout
@@ -112,6 +113,10 @@ def test_healthy_canary_walks_every_weight_and_is_promoted(
     assert disp.queues_used == {"canary.probe.default"}
     decisions = [e["data"]["action"] for e in events if e["type"] == "decision"]
     assert decisions[-1] == "promote" and decisions.count("rollback") == 0
+    # The sequential engine's evidence travels with the record between tasks.
+    assert (
+        final["engine"] and AnalysisEngine.from_state(final["engine"]).to_state() == final["engine"]
+    )
     # every probe of every window was recorded exactly once
     store = Store.from_url(redis_url)
     for w in store.windows(final["id"]):
@@ -166,3 +171,16 @@ def test_stale_and_duplicate_tasks_change_nothing(
     assert controller.advance(ctx, final["id"], 0, 0) == "finished"
     assert controller.analyze(ctx, final["id"], "s0a0") == "stale"
     assert Store.from_url(redis_url).load_rollout(final["id"]) == final
+
+
+def test_the_threshold_judge_can_still_be_chosen(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    path = _config(
+        tmp_path,
+        demo_service_factory("s").url,
+        demo_service_factory("c").url,
+        analysis={"judge": "threshold", "max_holds": 1, "min_samples": 10},
+    )
+    final, _events, _ = _run(redis_url, path)
+    assert final["state"] == "promoted" and "engine" not in final

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from canary.rollout.config import Schedule, parse_duration
+from canary.errors import ConfigError
+from canary.rollout.config import Schedule, load_rollout, parse_duration
 
 
 def test_default_schedule_is_five_then_plus_five() -> None:
@@ -59,3 +62,15 @@ def test_pauses_sit_between_weights() -> None:
 def test_a_trailing_pause_is_rejected() -> None:
     with pytest.raises(ValidationError, match="cannot be last"):
         Schedule.model_validate({"steps": [5, 100, {"pause": {}}]})
+
+
+def test_unknown_engine_settings_are_load_errors(tmp_path: Path) -> None:
+    tx = Path(__file__).resolve().parents[3] / "configs" / "transactions" / "demo-browse.yaml"
+    f = tmp_path / "r.yaml"
+    f.write_text(
+        "name: r\nstable: {url: 'http://127.0.0.1:1'}\ncanary: {url: 'http://127.0.0.1:2'}\n"
+        f"transactions: [{tx}]\nanalysis:\n  engine: {{alpah: 0.1}}\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_rollout(f)
+    assert f"{f}:6:11: analysis.engine: unknown field(s) alpah" in str(exc.value)
