@@ -76,13 +76,18 @@ def describe(f: Followed, kind: str, data: dict[str, Any]) -> list[tuple[str, st
                 "dim",
             )
         ]
+    if kind == "pause":
+        if "ended" in data:
+            return [(f"{tag}  pause ended: {data['ended']}", "yellow")]
+        return [(f"{tag}  pausing {data['seconds']:.0f} s before the next step", "yellow")]
     if kind == "alert":
         return [(f"{tag}  alert ({data.get('kind')}): {data.get('summary')}", "magenta")]
     if kind == "command":
         return [(f"{tag}  operator: {data.get('command')}", "magenta")]
     if kind == "state":
         if data["state"] in ("paused", "running"):
-            return [(f"{tag}  {data['state']}", "yellow")]
+            why = "; ".join(data.get("reasons") or [])
+            return [(f"{tag}  {data['state']}" + (f": {why}" if why else ""), "yellow")]
         style = "bold green" if data["state"] == "promoted" else "bold red"
         pred = " (predictive)" if data.get("predictive") else ""
         return [

@@ -41,6 +41,8 @@ STRAGGLER_GRACE_S = 30.0
 # worker slots and start late, in a burst. Larger batches cost nothing, since a worker's probe
 # threads are shared by all its batches. Override with CANARY_MAX_BATCHES.
 MAX_BATCHES_PER_WINDOW = 48
+# How often a paused rollout looks again for operator commands or the end of its pause.
+PAUSE_RECHECK_S = 2.0
 # How often a waiting analysis or a paused rollout looks again.
 RECHECK_S = 1.0
 DECISIONS_KEPT = 200
@@ -139,6 +141,9 @@ def create(
 ) -> dict[str, Any]:
     """Persist a new rollout and schedule its first step."""
     weights = ([0] if config.schedule.isolated_check else []) + config.schedule.weights()
+    offset = int(config.schedule.isolated_check)
+    # A pause after traffic step i waits before record step i + 1 + offset.
+    pauses = {str(i + 1 + offset): d for i, d in config.schedule.pauses().items()}
     now = ctx.now()
     record: dict[str, Any] = {
         "id": rollout_id or new_rollout_id(config.name),
@@ -150,6 +155,7 @@ def create(
         "transactions": transactions,
         "slo": effective_slo(config, transactions).to_dict(),
         "weights": weights,
+        "pauses": pauses,
         "state": "running",
         "outcome": None,
         "step": 0,
@@ -172,8 +178,28 @@ def create(
             "slo": record["slo"],
         },
     )
+    if "0" in pauses:
+        _enter_pause(ctx, record, 0)
+        ctx.store.save_rollout(record)
     ctx.dispatcher.advance(record["id"], 0, 0, 0.0)
     return record
+
+
+def _enter_pause(ctx: Context, record: dict[str, Any], step: int) -> None:
+    """Begin the schedule's pause before ``step``: timed, or until an operator acts."""
+    duration = record["pauses"][str(step)]
+    if duration is None:
+        _set_state(
+            ctx,
+            record,
+            "paused",
+            Decision(
+                "hold", ["a pause in the schedule: `canary rollout resume` or `promote` to go on"]
+            ),
+        )
+    else:
+        record["pause_until"] = ctx.now() + duration
+        ctx.store.append_event(record["id"], "pause", {"before_step": step, "seconds": duration})
 
 
 # --- advance: set the weight, fan the step out ---------------------------------------------------
@@ -199,8 +225,14 @@ def advance(ctx: Context, rollout_id: str, step: int, attempt: int) -> str:
         if _apply_controls(ctx, record):
             return record["state"]
         if record["state"] == "paused":
-            ctx.dispatcher.advance(rollout_id, step, attempt, RECHECK_S)
+            ctx.dispatcher.advance(rollout_id, step, attempt, PAUSE_RECHECK_S)
             return "paused"
+        remaining = float(record.get("pause_until") or 0.0) - ctx.now()
+        if remaining > 0:
+            # Short hops rather than one long countdown, so operator commands act promptly.
+            ctx.dispatcher.advance(rollout_id, step, attempt, min(remaining, PAUSE_RECHECK_S))
+            return "pausing"
+        record.pop("pause_until", None)
         weight = record["weights"][step]
         if not _set_weight(ctx, record, weight):
             return record["state"]
@@ -466,6 +498,8 @@ def _apply(ctx: Context, record: dict[str, Any], window: str, decision: Decision
         _promote(ctx, record, decision)
     elif decision.action == "increase":
         record.update(step=step + 1, attempt=0)
+        if str(step + 1) in (record.get("pauses") or {}):
+            _enter_pause(ctx, record, step + 1)
         ctx.dispatcher.advance(record["id"], step + 1, 0, 0.0)
         ctx.store.save_rollout(record)
     else:  # hold: probe the same weight again
@@ -580,6 +614,8 @@ def _apply_controls(ctx: Context, record: dict[str, Any]) -> bool:
             return True
         if command == "pause" and record["state"] == "running":
             _set_state(ctx, record, "paused", Decision("hold", ["paused by an operator"]))
+        elif command == "resume" and record.pop("pause_until", None) is not None:
+            ctx.store.append_event(record["id"], "pause", {"ended": "resumed by an operator"})
         elif command == "resume" and record["state"] == "paused":
             _set_state(ctx, record, "running", Decision("hold", ["resumed by an operator"]))
     return False

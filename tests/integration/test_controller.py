@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,3 +185,43 @@ def test_the_threshold_judge_can_still_be_chosen(
     )
     final, _events, _ = _run(redis_url, path)
     assert final["state"] == "promoted" and "engine" not in final
+
+
+def test_timed_pause_waits_between_steps(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    schedule = {"steps": [50, {"pause": {"duration": "3s"}}, 100], "step_interval": 1}
+    path = _config(
+        tmp_path, demo_service_factory("s").url, demo_service_factory("c").url, schedule=schedule
+    )
+    final, events, _ = _run(redis_url, path)
+    assert final["state"] == "promoted"
+    pause = next(e for e in events if e["type"] == "pause")
+    assert pause["data"]["seconds"] == 3.0
+    moved = {e["data"]["weight"]: e["t"] for e in events if e["type"] == "weight"}
+    assert moved[100] - pause["t"] >= 3.0
+
+
+def test_a_pause_without_duration_waits_for_an_operator(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    schedule = {"steps": [50, {"pause": {}}, 100], "step_interval": 1}
+    path = _config(
+        tmp_path, demo_service_factory("s").url, demo_service_factory("c").url, schedule=schedule
+    )
+    store = Store.from_url(redis_url)
+    disp = InlineDispatcher(store)
+    ctx = controller.Context(store=store, dispatcher=disp)
+    cfg, txs = load_rollout(path)
+    rec = controller.create(ctx, cfg, txs)
+    runner = threading.Thread(target=disp.run, args=(ctx, 60))
+    runner.start()
+    deadline = time.time() + 30
+    while (store.load_rollout(rec["id"]) or {}).get("state") != "paused" and time.time() < deadline:
+        time.sleep(0.2)
+    paused = store.load_rollout(rec["id"])
+    assert paused is not None and paused["state"] == "paused" and paused["weight"] == 50
+    store.push_control(rec["id"], "resume")
+    runner.join(60)
+    final = store.load_rollout(rec["id"])
+    assert final is not None and final["state"] == "promoted"
