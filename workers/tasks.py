@@ -18,6 +18,7 @@ from celery import Task
 
 from canary.errors import CanaryError, StoreError
 from canary.fleet import run_batch
+from canary.flower import task_argsrepr
 from canary.rollout import controller
 from canary.rollout.config import RolloutConfig
 from canary.settings import load_settings
@@ -58,7 +59,11 @@ class CeleryDispatcher:
     def probe(self, batch: dict[str, Any], queue: str) -> None:
         limit = float(batch.get("spread_s") or 0) + BATCH_SLACK_S
         probe_batch.apply_async(
-            args=[batch], queue=queue, soft_time_limit=limit, time_limit=limit + 15
+            args=[batch],
+            queue=queue,
+            soft_time_limit=limit,
+            time_limit=limit + 15,
+            argsrepr=task_argsrepr(probe_batch.name, [batch]),
         )
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None:
@@ -75,10 +80,14 @@ def _schedule(task: Task, args: list[Any], countdown: float) -> None:
     Redis would hand it to another worker as well; so no single wait exceeds half of it.
     """
     if countdown <= max_countdown():
-        task.apply_async(args=args, countdown=max(0.0, countdown))
+        task.apply_async(
+            args=args, countdown=max(0.0, countdown), argsrepr=task_argsrepr(task.name, args)
+        )
     else:
         later.apply_async(
-            args=[task.name, args, time.time() + countdown], countdown=max_countdown()
+            args=[task.name, args, time.time() + countdown],
+            countdown=max_countdown(),
+            argsrepr=_later_repr(task.name, args),
         )
 
 
@@ -251,7 +260,8 @@ def probe_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
     """Run a batch of synthetic transactions against both versions and record the results once."""
 
     def analyze_now() -> None:
-        analyze.apply_async(args=[batch["rollout_id"], batch["window"]])
+        args = [batch["rollout_id"], batch["window"]]
+        analyze.apply_async(args=args, argsrepr=task_argsrepr(analyze.name, args))
 
     try:
         out = run_batch(_store(), batch, on_complete=analyze_now, defer=True)
@@ -262,7 +272,12 @@ def probe_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
         # new short task, so that if that runner dies the batch is still taken over.
         wait = max(1.0, min(max_countdown(), float(out["check_by"]) - time.time()))
         queue = f"{load_settings().probe_queue_prefix}.{batch.get('environment') or 'default'}"
-        self.apply_async(args=[batch], queue=queue, countdown=wait)
+        self.apply_async(
+            args=[batch],
+            queue=queue,
+            countdown=wait,
+            argsrepr=task_argsrepr(probe_batch.name, [batch]),
+        )
     return out
 
 
@@ -271,10 +286,18 @@ def later(task_name: str, args: list[Any], due_at: float) -> str:
     """Send ``task_name(*args)`` at ``due_at`` (Unix time), waiting in hops (see _schedule)."""
     left = due_at - time.time()
     if left > 0.05:
-        later.apply_async(args=[task_name, args, due_at], countdown=min(left, max_countdown()))
+        later.apply_async(
+            args=[task_name, args, due_at],
+            countdown=min(left, max_countdown()),
+            argsrepr=_later_repr(task_name, args),
+        )
         return "waiting"
-    app.send_task(task_name, args=args)
+    app.send_task(task_name, args=args, argsrepr=task_argsrepr(task_name, args))
     return "sent"
+
+
+def _later_repr(task_name: str, args: list[Any]) -> str:
+    return f"{task_name} {task_argsrepr(task_name, args)}"
 
 
 def _command(rollout_id: str, command: str) -> str:

@@ -95,12 +95,15 @@ def local_fleet(queues: list[str], workdir: Path | None, console: Console) -> It
 
 def start(redis_url: str, config: RolloutConfig, transactions: list[dict[str, Any]]) -> str:
     """Send ``canary.start_rollout`` to the fleet; the id is made here so we can follow at once."""
+    from canary.flower import task_argsrepr
     from workers.app import client
 
     rollout_id = controller.new_rollout_id(config.name)
     with client(redis_url) as app:
+        args = [config.model_dump(mode="json"), transactions, rollout_id]
+        # Flower shows argsrepr: the rollout and its versions rather than the whole config.
         app.send_task(
-            "canary.start_rollout", args=[config.model_dump(mode="json"), transactions, rollout_id]
+            "canary.start_rollout", args=args, argsrepr=task_argsrepr("canary.start_rollout", args)
         )
     return rollout_id
 

@@ -83,8 +83,8 @@ def test_flower_shows_the_rollout_tasks_behind_basic_auth(
             resp = requests.get(f"{url}/api/tasks", auth=("canary", password), timeout=5)
             assert resp.status_code == 200
             tasks = resp.json()
-            # start_rollout's args are cut short by Celery (a whole config): its result is the id.
-            mine = [t for t in tasks.values() if rid in f"{t.get('args')} {t.get('result')}"]
+            # Tasks are sent with an argsrepr naming the rollout, which Flower shows as args.
+            mine = [t for t in tasks.values() if f"rollout={rid}" in str(t.get("args"))]
             names = {str(t.get("name")) for t in mine}
             if len(names) == 4:
                 break
