@@ -118,7 +118,8 @@ class LocalFleet:
     Workers use the threads pool so each is a single process: stopping its process group, or
     PDEATHSIG when we die, is then a complete cleanup. Queues default to the settings'
     (CANARY_CONTROL_QUEUE, CANARY_PROBE_QUEUE_PREFIX + ".default"); ``env`` adds variables
-    for the workers; ``celery_app`` is what ``celery -A`` loads.
+    for the workers; ``celery_app`` is what ``celery -A`` loads. With ``beat`` a Celery beat
+    runs too (its schedule file under ``workdir``), ticking the stable monitors (canary/monitor.py).
     """
 
     def __init__(
@@ -134,6 +135,7 @@ class LocalFleet:
         control_queue: str | None = None,
         env: dict[str, str] | None = None,
         appendonly: bool = False,
+        beat: bool = False,
     ) -> None:
         if log_level.upper() not in _LOG_LEVELS:
             raise CanaryError(f"unknown log level {log_level!r}; known: {', '.join(_LOG_LEVELS)}")
@@ -150,6 +152,7 @@ class LocalFleet:
         self.celery_app = celery_app
         self.env = dict(env or {})
         self.appendonly = appendonly
+        self.beat = beat
         self._tag = uuid.uuid4().hex[:8]
         # Celery expands %h in -n with socket.gethostname(); these are the expanded names.
         host = socket.gethostname()
@@ -158,6 +161,7 @@ class LocalFleet:
         self.redis: ManagedProcess | None = None
         self.control_worker: ManagedProcess | None = None
         self.probe_worker: ManagedProcess | None = None
+        self.beat_process: ManagedProcess | None = None
         self.startup_seconds: float | None = None
 
     @property
@@ -187,6 +191,13 @@ class LocalFleet:
             "--pool", "threads",
             "-c", str(concurrency),
             "--without-gossip", "--without-mingle",
+            "-l", self.log_level,
+        ]  # fmt: skip
+
+    def _beat_argv(self) -> list[str]:
+        return [
+            sys.executable, "-m", "celery", "-A", self.celery_app, "beat",
+            "--schedule", str(self.workdir / "celerybeat-schedule"),
             "-l", self.log_level,
         ]  # fmt: skip
 
@@ -220,6 +231,14 @@ class LocalFleet:
                 (self.probe_worker, self.probe_node),
             ):
                 self._wait_ready(worker, node, max(1.0, deadline - time.monotonic()))
+            if self.beat:
+                self.beat_process = ManagedProcess(
+                    "beat", self._beat_argv(), env=env, log_path=self.log_dir / "beat.log",
+                    cwd=self.workdir,
+                ).start()  # fmt: skip
+                # Above INFO beat does not log "Starting...", but always prints its banner.
+                ready = "beat: Starting" if self.log_level in ("DEBUG", "INFO") else "is starting."
+                self.beat_process.wait_for_log(ready, max(1.0, deadline - time.monotonic()))
         except BaseException:
             self.stop(timeout=3)
             raise
@@ -277,7 +296,9 @@ class LocalFleet:
             client.close()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the workers (letting running tasks finish within ``timeout``), then our Redis."""
+        """Stop beat, the workers (letting running tasks finish within ``timeout``), then Redis."""
+        if self.beat_process is not None:
+            self.beat_process.stop(timeout=timeout)
         workers = [w for w in (self.probe_worker, self.control_worker) if w is not None]
         for worker in workers:  # both shut down at once: a warm shutdown takes about a second
             worker.terminate()
@@ -303,9 +324,14 @@ class LocalFleet:
             "redis": redis_ok,
             "control-worker": self.control_worker is not None and self.control_worker.alive,
             "probe-worker": self.probe_worker is not None and self.probe_worker.alive,
+            **(
+                {"beat": self.beat_process is not None and self.beat_process.alive}
+                if self.beat
+                else {}
+            ),
         }
 
     def processes(self) -> list[ManagedProcess]:
         """The processes this fleet started (for pids, logs and tests)."""
-        procs = (self.redis, self.control_worker, self.probe_worker)
+        procs = (self.redis, self.control_worker, self.probe_worker, self.beat_process)
         return [p for p in procs if p is not None]

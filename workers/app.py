@@ -33,6 +33,18 @@ def visibility_timeout() -> float:
         raise CanaryError(f"CANARY_VISIBILITY_TIMEOUT={raw!r} is not a number of seconds") from None
 
 
+DEFAULT_MONITOR_TICK_S = 5.0
+
+
+def monitor_tick_s() -> float:
+    """CANARY_MONITOR_TICK_S: how often beat looks for due stable monitors (default 5, >= 0.2)."""
+    raw = os.environ.get("CANARY_MONITOR_TICK_S", "").strip()
+    try:
+        return max(0.2, float(raw)) if raw else DEFAULT_MONITOR_TICK_S
+    except ValueError:
+        raise CanaryError(f"CANARY_MONITOR_TICK_S={raw!r} is not a number of seconds") from None
+
+
 def broker_transport_options() -> dict[str, float]:
     vt = visibility_timeout()
     return {
@@ -110,6 +122,16 @@ _COMMON = dict(
     timezone="UTC",
 )
 app.conf.update(_COMMON)
+# `celery -A workers.app:app beat` runs this; a monitor's own interval is checked in the tick
+# (canary/monitor.py), which claims each interval in Redis, so two beats never double-probe.
+app.conf.beat_schedule = {
+    "canary-monitor-tick": {
+        "task": "canary.monitor_tick",
+        "schedule": monitor_tick_s(),
+        # A tick nobody ran in time is dropped: the next one does its work.
+        "options": {"expires": monitor_tick_s()},
+    }
+}
 
 
 def client(redis_url: str) -> Celery:

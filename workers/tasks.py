@@ -16,6 +16,7 @@ from typing import Any
 import redis
 from celery import Task
 
+from canary import monitor
 from canary.errors import CanaryError, StoreError
 from canary.fleet import run_batch
 from canary.flower import task_argsrepr
@@ -330,3 +331,24 @@ def promote(rollout_id: str) -> str:
 def abort(rollout_id: str) -> str:
     """Send all traffic back to stable now and end the rollout."""
     return _command(rollout_id, "abort")
+
+
+@app.task(name="canary.monitor_tick", acks_late=False, soft_time_limit=30, time_limit=45)
+def monitor_tick() -> list[str]:
+    """Beat's task: send a probe for each stable monitor whose interval has elapsed."""
+
+    def send(service: str, queue: str, at: float, expires_s: float) -> None:
+        args = [service, at]
+        monitor_probe.apply_async(
+            args=args, queue=queue, expires=max(1.0, expires_s), argsrepr=f"{service} @{at:.0f}"
+        )
+
+    return monitor.tick(_store(), send)
+
+
+# At most once (acks early): a probe lost with its worker costs one history sample, while a
+# re-delivered one would add the same interval twice.
+@app.task(name="canary.monitor_probe", acks_late=False, soft_time_limit=240, time_limit=270)
+def monitor_probe(service: str, at: float) -> int:
+    """Run a service's monitor once against its stable version; returns the results added."""
+    return len(monitor.probe(_store(), service))

@@ -148,7 +148,7 @@ def serve(workdir: Path, environments: str) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    fleet = LocalFleet(workdir, probe_queues=queues, probe_concurrency=64)
+    fleet = LocalFleet(workdir, probe_queues=queues, probe_concurrency=64, beat=True)
     fleet.start()
     flower = None
     try:

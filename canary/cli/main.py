@@ -21,6 +21,7 @@ def _registrars() -> list[Registrar]:
     from canary.cli import (
         exporter,
         localmode,
+        monitor,
         operate,
         replay,
         report,
@@ -34,6 +35,7 @@ def _registrars() -> list[Registrar]:
         rollouts.register,
         operate.register,
         localmode.register,
+        monitor.register,
         replay.register,
         report.register,
         exporter.register,

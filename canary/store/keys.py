@@ -76,3 +76,11 @@ class Keys:
     def claim(self, rollout_id: str, window: str, batch_id: str) -> str:
         """Who is running a batch now; kept alive by a heartbeat, so it expires with its worker."""
         return f"{self.root}:rollout:{rollout_id}:claim:{window}:{batch_id}"
+
+    def monitors(self) -> str:
+        """Hash service → JSON of its continuous stable monitor (capped in the store)."""
+        return f"{self.root}:monitors"
+
+    def monitor_tick(self, service: str) -> str:
+        """When a service's monitor last ticked (Redis time; expires when no longer ticking)."""
+        return f"{self.root}:monitor:{service}:tick"

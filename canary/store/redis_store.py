@@ -25,6 +25,7 @@ from canary.store.keys import Keys
 EVENTS_MAXLEN = 20_000
 ROLLOUTS_KEPT = 1_000
 HISTORY_KEPT = 5_000
+MONITORS_KEPT = 1_000
 FINISHED_TTL_S = 30 * 24 * 3600
 RESULTS_TTL_S = 30 * 24 * 3600
 
@@ -95,6 +96,28 @@ end
 return 1
 """
 
+# KEYS: the monitor's tick key. ARGV: interval (s), ttl (s). On Redis's clock, so that beats and
+# workers on hosts whose clocks disagree still agree. Mirrors canary.monitor.next_tick: returns the
+# new tick time when due (and stores it), else nil; ticks keep their cadence (last + interval)
+# unless a whole interval was skipped, so a slow tick does not make the series drift.
+_CLAIM_TICK = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local interval = tonumber(ARGV[1])
+local last = tonumber(redis.call('GET', KEYS[1]) or '')
+local nxt
+if last == nil or now - last >= 2 * interval or now < last - interval then
+  nxt = now
+elseif now - last >= interval then
+  nxt = last + interval
+else
+  return nil
+end
+local value = string.format('%.6f', nxt)
+redis.call('SET', KEYS[1], value, 'EX', ARGV[2])
+return value
+"""
+
 _RELEASE_LOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -125,6 +148,7 @@ class Store:
         self._save_fenced = self.r.register_script(_SAVE_FENCED)
         self._seal = self.r.register_script(_SEAL_WINDOW)
         self._refresh_claim = self.r.register_script(_REFRESH_CLAIM)
+        self._claim_tick = self.r.register_script(_CLAIM_TICK)
 
     @classmethod
     def from_url(cls, url: str | None = None) -> Store:
@@ -408,9 +432,64 @@ class Store:
             pipe.ltrim(key, -HISTORY_KEPT, -1)
         pipe.execute()
 
+    def history_size(self, service: str, transaction: str) -> int:
+        """How many results the service's history holds for a transaction."""
+        return int(self.r.llen(self.keys.history(service, transaction)))
+
     def history(
         self, service: str, transaction: str, *, since: float | None = None
     ) -> list[TransactionResult]:
         raws = self.r.lrange(self.keys.history(service, transaction), 0, -1)
         got = [TransactionResult.from_dict(json.loads(raw)) for raw in raws]
         return [r for r in got if since is None or r.t >= since]
+
+    # --- continuous monitors of stable versions (canary/monitor.py) ---------------------------
+
+    def save_monitor(self, record: dict[str, Any]) -> bool:
+        """Add or replace the monitor of ``record["service"]``; True when it is new."""
+        service = record["service"]
+        key = self.keys.monitors()
+        try:
+            if not self.r.hexists(key, service) and self.r.hlen(key) >= MONITORS_KEPT:
+                raise StoreError(f"there are already {MONITORS_KEPT} monitors; remove one first")
+            return bool(self.r.hset(key, service, json.dumps(record)))
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot save the monitor of {service}: {exc}") from exc
+
+    def load_monitor(self, service: str) -> dict[str, Any] | None:
+        try:
+            raw = self.r.hget(self.keys.monitors(), service)
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot read the monitor of {service}: {exc}") from exc
+        return json.loads(raw) if raw else None
+
+    def list_monitors(self) -> list[dict[str, Any]]:
+        """Every monitor, by service name."""
+        try:
+            got = self.r.hgetall(self.keys.monitors())
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot list monitors: {exc}") from exc
+        return [json.loads(got[name]) for name in sorted(got)]
+
+    def remove_monitor(self, service: str) -> bool:
+        """Stop monitoring ``service`` (its history stays); False when it had no monitor."""
+        try:
+            pipe = self.r.pipeline()
+            pipe.hdel(self.keys.monitors(), service)
+            pipe.delete(self.keys.monitor_tick(service))
+            removed, _ = pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot remove the monitor of {service}: {exc}") from exc
+        return bool(removed)
+
+    def claim_monitor_tick(self, service: str, interval_s: float) -> float | None:
+        """Atomically take the monitor's next tick if it is due (Redis time); None when not.
+
+        Exactly one caller gets each tick, however many beats or workers ask at once.
+        """
+        ttl = int(2 * interval_s) + 60
+        try:
+            got = self._claim_tick(keys=[self.keys.monitor_tick(service)], args=[interval_s, ttl])
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot claim the tick of {service}: {exc}") from exc
+        return float(got) if got is not None else None

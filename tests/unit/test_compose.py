@@ -34,6 +34,7 @@ def test_the_stack_has_every_service() -> None:
         "redis",
         "coordinator",
         "probe",
+        "beat",
         "flower",
         "exporter",
         "demo-stable",
@@ -65,6 +66,12 @@ def test_every_command_exists_in_the_package(name: str) -> None:
             app.loader.import_default_modules()  # what a worker does: imports "include"
             tasks = {t for t in app.tasks if t.startswith("canary.")}
             assert {"canary.advance", "canary.analyze", "canary.probe_batch"} <= tasks
+        elif sub == "beat":
+            # Its schedule file must be writable by the image's non-root user: under /tmp.
+            assert argv[argv.index("--schedule") + 1].startswith("/tmp/")
+            app.loader.import_default_modules()
+            tick = app.conf.beat_schedule["canary-monitor-tick"]
+            assert tick["task"] in app.tasks and "canary.monitor_probe" in app.tasks
         else:
             assert sub == "flower"
             importlib.import_module("flower")
