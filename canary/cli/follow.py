@@ -45,7 +45,14 @@ def describe(f: Followed, kind: str, data: dict[str, Any]) -> list[tuple[str, st
     if kind == "created":
         weights = data.get("weights") or []
         f.steps = len(weights)
-        return [(f"{tag}rollout created; weights {' → '.join(f'{w}%' for w in weights)}", "bold")]
+        base = (
+            "; no recent stable history: step 1 also builds the baseline"
+            if data.get("baseline")
+            else ""
+        )
+        return [
+            (f"{tag}rollout created; weights {' → '.join(f'{w}%' for w in weights)}{base}", "bold")
+        ]
     if kind == "step":
         phase = (
             "isolated check (no traffic)" if data["weight"] == 0 else f"weight {data['weight']:>3}%"

@@ -140,11 +140,17 @@ def create(
     rollout_id: str | None = None,
 ) -> dict[str, Any]:
     """Persist a new rollout and schedule its first step."""
-    weights = ([0] if config.schedule.isolated_check else []) + config.schedule.weights()
-    offset = int(config.schedule.isolated_check)
+    now = ctx.now()
+    since = now - config.analysis.history_window
+    names = [t["transaction_name"] for t in transactions]
+    has_history = any(ctx.store.history(config.service_name, n, since=since) for n in names)
+    # A weight-0 step probes both versions before traffic moves: the canary's isolated check,
+    # and, for a service with no recent stable history, the baseline the analysis needs.
+    probe_first = config.schedule.isolated_check or not has_history
+    weights = ([0] if probe_first else []) + config.schedule.weights()
+    offset = int(probe_first)
     # A pause after traffic step i waits before record step i + 1 + offset.
     pauses = {str(i + 1 + offset): d for i, d in config.schedule.pauses().items()}
-    now = ctx.now()
     record: dict[str, Any] = {
         "id": rollout_id or new_rollout_id(config.name),
         "name": config.name,
@@ -156,6 +162,7 @@ def create(
         "slo": effective_slo(config, transactions).to_dict(),
         "weights": weights,
         "pauses": pauses,
+        "baseline": not has_history,
         "state": "running",
         "outcome": None,
         "step": 0,
@@ -176,6 +183,7 @@ def create(
             "service": record["service"],
             "weights": weights,
             "slo": record["slo"],
+            "baseline": not has_history,
         },
     )
     if "0" in pauses:

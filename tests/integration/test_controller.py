@@ -225,3 +225,24 @@ def test_a_pause_without_duration_waits_for_an_operator(
     runner.join(60)
     final = store.load_rollout(rec["id"])
     assert final is not None and final["state"] == "promoted"
+
+
+def test_without_history_a_baseline_step_comes_before_any_traffic(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    schedule = {
+        "initial_weight": 50,
+        "step_weight": 50,
+        "step_interval": 1,
+        "isolated_check": False,
+    }
+    path = _config(
+        tmp_path, demo_service_factory("s").url, demo_service_factory("c").url, schedule=schedule
+    )
+    first, _events, _ = _run(redis_url, path)
+    assert first["baseline"] is True and first["weights"] == [0, 50, 100]
+    assert first["state"] == "promoted"
+    # The first rollout left stable history behind: the next one moves traffic at once.
+    second, _events, _ = _run(redis_url, path)
+    assert second["baseline"] is False and second["weights"] == [50, 100]
+    assert second["state"] == "promoted"
