@@ -7,9 +7,6 @@ import signal
 import threading
 from types import FrameType
 
-from canary.errors import CanaryError
-from canary.settings import load_settings
-
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -29,13 +26,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
+    from canary.cli.operate import fleet_store
     from canary.exporter import serve
-    from canary.store import Store
 
-    url = load_settings().redis_url
-    if not url:
-        raise CanaryError("CANARY_REDIS_URL is not set: the exporter reads rollouts from it")
-    server, thread = serve(Store.from_url(url), host=args.host, port=args.port, limit=args.limit)
+    server, thread = serve(fleet_store(), host=args.host, port=args.port, limit=args.limit)
     host, port = server.server_address[:2]
     print(f"canary exporter: serving http://{host!s}:{port}/metrics", flush=True)
     stopped = threading.Event()

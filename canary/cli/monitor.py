@@ -27,10 +27,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from canary.cli.operate import _store
+    from canary.cli.operate import fleet_store
 
     record = load_monitor(args.file)
-    new = _store().save_monitor(record)
+    new = fleet_store().save_monitor(record)
     names = ", ".join(t["transaction_name"] for t in record["transactions"])
     print(
         f"{'added' if new else 'replaced'} monitor {record['service']}: {names} against "
@@ -40,9 +40,9 @@ def cmd_add(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from canary.cli.operate import _store
+    from canary.cli.operate import fleet_store
 
-    store = _store()
+    store = fleet_store()
     rows = []
     for m in store.list_monitors():
         names = [t["transaction_name"] for t in m["transactions"]]
@@ -73,9 +73,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    from canary.cli.operate import _store
+    from canary.cli.operate import fleet_store
 
-    if not _store().remove_monitor(args.service):
+    if not fleet_store().remove_monitor(args.service):
         raise ConfigError(f"no monitor for service {args.service!r}; `canary monitor list`")
     print(f"removed monitor {args.service} (its history is kept)")
     return 0

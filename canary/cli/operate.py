@@ -79,7 +79,8 @@ def fleet_url() -> str:
     return url
 
 
-def _store(url: str | None = None) -> Store:
+def fleet_store(url: str | None = None) -> Store:
+    """A store on the fleet's Redis, checked to answer (CanaryError, not a traceback, if not)."""
     url = url or fleet_url()
     store = Store.from_url(url)
     try:
@@ -99,7 +100,7 @@ def _record(store: Store, rollout_id: str) -> dict[str, Any]:
 def cmd_start(args: argparse.Namespace) -> int:
     config, transactions = load_rollout(args.file)
     url = fleet_url()
-    store = _store(url)
+    store = fleet_store(url)
     rollout_id = start(url, config, transactions)
     if args.json:
         print(json.dumps({"id": rollout_id}))
@@ -115,7 +116,7 @@ def _when(ts: Any) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    store = _store()
+    store = fleet_store()
     if args.id:
         record = _record(store, args.id)
         if args.json:
@@ -211,11 +212,11 @@ def _watch(store: Store, rollout_id: str, *, as_json: bool, timeout: float) -> i
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    return _watch(_store(), args.id, as_json=args.json, timeout=args.timeout)
+    return _watch(fleet_store(), args.id, as_json=args.json, timeout=args.timeout)
 
 
 def cmd_command(args: argparse.Namespace) -> int:
-    store = _store()
+    store = fleet_store()
     record = _record(store, args.id)
     if st.is_final(record["state"]):
         print(

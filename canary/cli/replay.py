@@ -61,11 +61,11 @@ def _one_line(exc: Exception) -> str:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from canary.cli.operate import fleet_store
     from canary.replay import export_recording
-    from canary.store import Store
 
     try:
-        store = Store.from_url(None)
+        store = fleet_store()
         rec = export_recording(store, args.rollout_id)
     except LookupError as exc:
         print(f"canary export: {exc.args[0]}", file=sys.stderr)

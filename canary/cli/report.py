@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from canary.errors import CanaryError
-from canary.settings import load_settings
-
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -33,14 +30,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         data = report.from_recording(path)
         default = path.with_suffix(".report.html").name
     else:
-        url = load_settings().redis_url
-        if not url:
-            raise CanaryError(
-                f"{source} is not a file, and CANARY_REDIS_URL is not set to read rollout {source}"
-            )
-        from canary.store import Store
+        from canary.cli.operate import fleet_store
 
-        data = report.from_store(Store.from_url(url), source)
+        data = report.from_store(fleet_store(), source)
         default = f"{source}.report.html"
     out = report.write_report(data, args.output or default)
     print(f"report written to {out}")
