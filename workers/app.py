@@ -96,7 +96,7 @@ _survive_broker_restarts()
 
 app = Celery("canary", broker=_url, backend=_url, include=["workers.tasks"])
 _COMMON = dict(
-    # JSON only: a message can never make a worker unpickle (and so run) attacker-chosen code.
+    # JSON only: no message can make a worker rebuild (and so run) attacker-chosen Python objects.
     task_serializer="json",
     result_serializer="json",
     accept_content=["json"],
