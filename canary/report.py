@@ -98,6 +98,22 @@ def _float(value: Any) -> float | None:
     return f if math.isfinite(f) else None
 
 
+def _add_decision(data: ReportData, d: dict[str, Any], t: float) -> None:
+    """A decision (from a live event or a replay line) as a mark, with any forecast it carries."""
+    metrics = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
+    data.decisions.append(
+        DecisionMark(
+            t=t,
+            action=str(d.get("action")),
+            weight=_float(d.get("weight")),
+            reasons=[str(r) for r in d.get("reasons") or []],
+            predictive=bool(d.get("predictive")),
+            metrics=metrics or {},
+        )
+    )
+    data.forecasts.extend(_forecasts(metrics or {}, t))
+
+
 def _forecasts(metrics: dict[str, Any], t: float) -> list[Forecast]:
     """Forecast bands a decision carries (optional, tolerant of shape).
 
@@ -163,18 +179,7 @@ def from_store(store: Store, rollout_id: str) -> ReportData:
                 if w is not None:
                     data.weights.append((t, w))
             if ev["type"] == "decision":
-                metrics = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
-                data.decisions.append(
-                    DecisionMark(
-                        t=t,
-                        action=str(d.get("action")),
-                        weight=_float(d.get("weight")),
-                        reasons=[str(r) for r in d.get("reasons") or []],
-                        predictive=bool(d.get("predictive")),
-                        metrics=metrics or {},
-                    )
-                )
-                data.forecasts.extend(_forecasts(metrics or {}, t))
+                _add_decision(data, d, t)
             data.end = t
         if len(events) < 500:
             break
@@ -233,19 +238,7 @@ def from_recording(path: str | Path) -> ReportData:
         if "outcome" in d and "action" not in d:
             outcome = d["outcome"]
             continue
-        t = _float(d.get("t")) or 0.0
-        metrics = d.get("metrics") if isinstance(d.get("metrics"), dict) else {}
-        data.decisions.append(
-            DecisionMark(
-                t=t,
-                action=str(d.get("action")),
-                weight=_float(d.get("weight")),
-                reasons=[str(r) for r in d.get("reasons") or []],
-                predictive=bool(d.get("predictive")),
-                metrics=metrics or {},
-            )
-        )
-        data.forecasts.extend(_forecasts(metrics or {}, t))
+        _add_decision(data, d, _float(d.get("t")) or 0.0)
     data.decisions.sort(key=lambda d: d.t)
     data.outcome = str(outcome) if outcome else None
     if data.decisions and not data.outcome:

@@ -109,6 +109,15 @@ SafeName = Annotated[
 ]
 
 
+def _check_group(pattern: str, group: int | str) -> None:
+    """A regex group named by number or name must exist in the pattern."""
+    count, names = expressions.regex_groups(pattern)
+    if isinstance(group, int) and not 0 <= group <= count:
+        raise ValueError(f"group {group} does not exist: the pattern has {count} group(s)")
+    if isinstance(group, str) and group not in names:
+        raise ValueError(f"the pattern has no group named {group!r}")
+
+
 class Model(BaseModel):
     """Strict, closed, immutable; dumps only what was written (so dumps round-trip exactly)."""
 
@@ -202,13 +211,7 @@ class Assertion(Model):
         if self.given("eq") and self.given("equals"):
             raise ValueError("give eq or equals, not both")
         if self.regex is not None and self.group is not None:
-            count, names = expressions.regex_groups(self.regex)
-            if isinstance(self.group, int) and not 0 <= self.group <= count:
-                raise ValueError(
-                    f"group {self.group} does not exist: the pattern has {count} group(s)"
-                )
-            if isinstance(self.group, str) and self.group not in names:
-                raise ValueError(f"the pattern has no group named {self.group!r}")
+            _check_group(self.regex, self.group)
         return self
 
     @property
@@ -237,13 +240,7 @@ class Capture(Model):
         if self.given("group") and self.regex is None:
             raise ValueError("group only applies to regex")
         if self.regex is not None and self.group is not None:
-            count, names = expressions.regex_groups(self.regex)
-            if isinstance(self.group, int) and not 0 <= self.group <= count:
-                raise ValueError(
-                    f"group {self.group} does not exist: the pattern has {count} group(s)"
-                )
-            if isinstance(self.group, str) and self.group not in names:
-                raise ValueError(f"the pattern has no group named {self.group!r}")
+            _check_group(self.regex, self.group)
         return self
 
 
