@@ -335,7 +335,7 @@ def abort(rollout_id: str) -> str:
 
 @app.task(name="canary.monitor_tick", acks_late=False, soft_time_limit=30, time_limit=45)
 def monitor_tick() -> list[str]:
-    """Beat's task: send a probe for each stable monitor whose interval has elapsed."""
+    """Beat's task: probe stable monitors that are due, and alert on stuck rollouts."""
 
     def send(service: str, queue: str, at: float, expires_s: float) -> None:
         args = [service, at]
@@ -343,7 +343,10 @@ def monitor_tick() -> list[str]:
             args=args, queue=queue, expires=max(1.0, expires_s), argsrepr=f"{service} @{at:.0f}"
         )
 
-    return monitor.tick(_store(), send)
+    due = monitor.tick(_store(), send)
+    # The beat also watches for rollouts that stopped moving (their coordinator died, say).
+    controller.check_stuck(_ctx())
+    return due
 
 
 # At most once (acks early): a probe lost with its worker costs one history sample, while a

@@ -193,11 +193,20 @@ class AnalysisSpec(_Strict):
     history_window: float = Field(
         default=3600.0, description="Seconds of stable history used as baseline."
     )
+    stuck_after: float | None = Field(
+        default=None,
+        description="Alert when a running rollout makes no progress this long (default: 3 steps + 30 s).",
+    )
 
     @field_validator("history_window", mode="before")
     @classmethod
     def _window(cls, v: Any) -> float:
         return parse_duration(v)
+
+    @field_validator("stuck_after", mode="before")
+    @classmethod
+    def _stuck(cls, v: Any) -> float | None:
+        return None if v is None else parse_duration(v)
 
 
 class PluginSpec(BaseModel):

@@ -556,6 +556,8 @@ def _finish(ctx: Context, record: dict[str, Any], new_state: str, decision: Deci
         )
         new_state = "failed"
     kind = "rollback" if new_state in ("rolled_back", "aborted") else "failure"
+    if decision.predictive:
+        kind = "predicted_breach"
     _alert(
         ctx,
         record,
@@ -605,6 +607,45 @@ def fail_safe(ctx: Context, rollout_id: str, reason: str) -> None:
             return
         record["fence"] = fence or record.get("fence", 0)
         _finish(ctx, record, "failed", Decision("rollback", [reason]))
+
+
+def stuck_limit(record: dict[str, Any]) -> float:
+    """How long a running rollout may go without progress before operators are told."""
+    analysis = record["config"].get("analysis") or {}
+    if analysis.get("stuck_after"):
+        return float(analysis["stuck_after"])
+    return 3 * float(record["config"]["schedule"]["step_interval"]) + STRAGGLER_GRACE_S
+
+
+def check_stuck(ctx: Context, *, limit: int = 200) -> list[str]:
+    """Alert (once per rollout) on running rollouts that made no progress for too long.
+
+    Progress is a window starting or a state change; a timed pause in progress is not being
+    stuck, and a rollout paused by an operator is waiting on purpose.
+    """
+    now = ctx.now()
+    stuck = []
+    for record in ctx.store.list_rollouts(limit=limit):
+        if record["state"] != "running" or float(record.get("pause_until") or 0) > now:
+            continue
+        idle = now - max(
+            float(record.get("updated_at") or 0), float(record.get("window_started_at") or 0)
+        )
+        if idle < stuck_limit(record):
+            continue
+        with ctx.store.lock(record["id"]) as fence:
+            current = ctx.store.load_rollout(record["id"]) if fence is not None else None
+            if current is None or current["state"] != "running":
+                continue
+            current["fence"] = fence
+            reason = (
+                f"no progress for {idle:.0f} s at step {current['step'] + 1}/{len(current['weights'])}"
+                f" (weight {current['weight']}%); the limit is {stuck_limit(current):.0f} s — are the workers running?"
+            )
+            _alert(ctx, current, "stuck", "rollout stuck", [reason], "warning")
+            ctx.store.save_rollout(current)
+        stuck.append(record["id"])
+    return stuck
 
 
 # --- operator commands ----------------------------------------------------------------------------

@@ -246,3 +246,25 @@ def test_without_history_a_baseline_step_comes_before_any_traffic(
     second, _events, _ = _run(redis_url, path)
     assert second["baseline"] is False and second["weights"] == [50, 100]
     assert second["state"] == "promoted"
+
+
+def test_a_rollout_that_stops_moving_raises_one_stuck_alert(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    path = _config(tmp_path, demo_service_factory("s").url, demo_service_factory("c").url)
+    store = Store.from_url(redis_url)
+    cfg, txs = load_rollout(path)
+    # Created, but no worker ever runs its tasks: nothing moves.
+    rec = controller.create(
+        controller.Context(store=store, dispatcher=InlineDispatcher(store)), cfg, txs
+    )
+    fresh = controller.Context(store=store, dispatcher=InlineDispatcher(store))
+    assert controller.check_stuck(fresh) == []
+    later = controller.Context(
+        store=store, dispatcher=InlineDispatcher(store), now=lambda: time.time() + 600
+    )
+    assert controller.check_stuck(later) == [rec["id"]]
+    controller.check_stuck(later)
+    alerts = [e["data"] for _, e in store.read_events(rec["id"]) if e["type"] == "alert"]
+    assert [a["kind"] for a in alerts] == ["stuck"]
+    assert "no progress for" in alerts[0]["reasons"][0]
