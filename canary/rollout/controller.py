@@ -406,12 +406,15 @@ def _judge(ctx: Context, record: dict[str, Any], window: str, missing: set[str])
     names = [t["transaction_name"] for t in record["transactions"]]
     since = record["window_started_at"] - cfg.analysis.history_window
     history: list[TransactionResult] = []
-    for name in names:
-        history.extend(
-            h
-            for h in ctx.store.history(record["service"], name, since=since)
-            if h.t < record["window_started_at"]
-        )
+    # The sequential engine reads the history once, when it is built; after that its state
+    # carries the baseline, so reloading thousands of results every window would be waste.
+    if cfg.analysis.judge != "sequential" or not record.get("engine"):
+        for name in names:
+            history.extend(
+                h
+                for h in ctx.store.history(record["service"], name, since=since)
+                if h.t < record["window_started_at"]
+            )
     record["canary_failures"] = int(record.get("canary_failures", 0)) + sum(
         1 for r in canary if not r.ok
     )
