@@ -49,7 +49,7 @@ class EngineSettings:
     """The knobs of the engine; every default is meant to be left alone (docs/analysis.md)."""
 
     alpha: float = 0.02  # chance of rolling back a canary no worse than tolerated, per rollout
-    check_interval_s: float = 5.0  # how often interim checks run (replay; live: per batch)
+    check_interval_s: float = 5.0  # how often interim checks run (live and in replay)
     restart_s: float = 60.0  # a fresh test starts every this many seconds (late onsets)
     max_restarts: int = 30
     restart_share: float = 0.5  # of the evidence's prior weight, on the restarted tests
@@ -70,6 +70,7 @@ class EngineSettings:
     tau_error: float = 0.02  # effect sizes the mixtures are tuned for: 2 pp of errors,
     tau_latency: float = 0.2  # 20% of latency (log scale)
     latency_floor_sd: float = 0.02
+    lean_rule: str = "estimate"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -273,7 +274,11 @@ class AnalysisEngine:
                     w = self.warmup[txn]
                     w.append(lat)
                     if len(w) >= s.min_window_n:
-                        self.reference[txn] = {"p95": float(np.percentile(w, 95)), "err": -1.0}
+                        self.reference[txn] = {
+                            "p95": float(np.percentile(w, 95)),
+                            "logmean": float(np.mean(np.log(w))),
+                            "err": -1.0,
+                        }
                         w.clear()
             else:
                 limit = ref["p95"] * tol
@@ -487,7 +492,13 @@ class AnalysisEngine:
                 # the full confidence of a rollback, worse than stable at all.
                 d, v, margin, tau = lean
                 zero = normal_mixture_log_e_vec(d, v, 0.0, tau)
-                leaning = bool(np.any(valid & (d > margin) & (logw + zero >= threshold)))
+                worse = valid & (logw + zero >= threshold)
+                if s.lean_rule == "estimate":
+                    leaning = bool(np.any(worse & (d > margin)))
+                else:
+                    # Surely worse than stable, and not yet surely within the tolerance.
+                    within = normal_mixture_log_e_vec(-d, v, -margin, tau)
+                    leaning = bool(np.any(worse & (logw + within < threshold)))
             out.append(TestOutcome(txn, name, total, threshold, best * s.restart_s, lean=leaning))
 
         pooled_err: list[tuple[Any, Any]] = []
@@ -712,7 +723,15 @@ class AnalysisEngine:
             if len(rows) < s.forecast_min_buckets:
                 return None
             values = [c - b for c, b, _ in rows]
-            stable_p95 = float(np.median([p for _, _, p in rows[-8:]]))
+            ref = self.reference.get(txn, {})
+            if "logmean" in ref:
+                # The reference p95 (hundreds of runs) moved by how far stable's typical latency
+                # has moved since: far steadier than the p95 of a few 15-second buckets, which
+                # is also biased low.
+                recent = [b for _, b, _ in rows[-16:]]
+                stable_p95 = ref["p95"] * math.exp(float(np.mean(recent)) - ref["logmean"])
+            else:
+                stable_p95 = float(np.median([p for _, _, p in rows[-16:]]))
             if stable_p95 <= 0 or stable_p95 >= threshold:
                 return None
             target = math.log(threshold / stable_p95)
@@ -738,7 +757,7 @@ class AnalysisEngine:
         lvl = trend(values)
         if lvl.slope <= 0 or lvl.t_stat < s.trend_t:
             return None
-        if lvl.last_fit >= target or lvl.last_fit + 1.5 * h * lvl.slope < target:
+        if lvl.last_fit + 1.5 * h * lvl.slope < target:
             return None
         base = trend(stable_level)
         if base.last_fit + h * max(base.slope, 0.0) >= threshold:
@@ -779,10 +798,11 @@ class AnalysisEngine:
         }
 
     def _divergence(self, txn: str, metric: str) -> float:
-        """Best log e-value, over restart windows, that the canary is worse than stable at all.
+        """Best log e-value, over restart windows, that the canary is pulling away from stable.
 
-        The same sequential test as the comparison, with a null margin of zero instead of the
-        tolerance: evidence that the canary is pulling away, not yet that it is out of bounds.
+        The same sequential test as the comparison, with a null margin of half the tolerance
+        instead of the whole: evidence that the canary is clearly worse, not yet that it is out
+        of bounds.
         """
         s = self.settings
         kc, ks = f"{txn}|canary", f"{txn}|stable"
@@ -791,12 +811,16 @@ class AnalysisEngine:
         ok = (c[:, N] >= s.min_window_n) & (st[:, N] >= s.min_window_n)
         if not ok.any():
             return -math.inf
+        # Half the tolerance: a canary slightly worse but well within it (which a long enough
+        # rollout would show to be "worse than stable" at a margin of zero) never qualifies.
         if metric == "p95":
+            margin = 0.5 * math.log1p(self.slo.max_latency_increase_pct / 100.0)
             d, v = mean_difference_vec(c[:, [N, S1, S2]], st[:, [N, S1, S2]], s.latency_floor_sd)
-            le = normal_mixture_log_e_vec(d, v, 0.0, s.tau_latency)
+            le = normal_mixture_log_e_vec(d, v, margin, s.tau_latency)
         else:
+            margin = 0.5 * self.slo.max_error_rate_increase_pp / 100.0
             d, v = rate_difference_vec(c[:, N], c[:, FAIL], st[:, N], st[:, FAIL])
-            le = normal_mixture_log_e_vec(d, v, 0.0, s.tau_error)
+            le = normal_mixture_log_e_vec(d, v, margin, s.tau_error)
         score = np.where(ok, np.asarray(self._log_weights()) + le, -np.inf)
         return float(score.max())
 
@@ -884,6 +908,7 @@ def _reference(
         n, k = len(values), fails[txn]
         out[txn] = {
             "p95": float(np.percentile(values, 95)),
+            "logmean": float(np.mean(np.log(np.maximum(values, MIN_LATENCY_MS)))),
             "err": k / n,
             "err_upper": wilson(k, n, 3.0)[1],
             "n": float(n),

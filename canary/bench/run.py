@@ -24,14 +24,24 @@ JUDGES: dict[str, JudgeFactory] = {
 }
 
 
-def outcome(rec: Recording, lines: list[dict[str, Any]]) -> dict[str, Any]:
-    """Outcome, rollback time, exposure (integral of weight over time) and predictive flag."""
+def _overlap(a: float, b: float, lo: float) -> float:
+    """Length of [a, b] after ``lo``."""
+    return max(0.0, b - max(a, lo))
+
+
+def outcome(rec: Recording, lines: list[dict[str, Any]], onset: float = 0.0) -> dict[str, Any]:
+    """Outcome, rollback time, exposure (integral of weight over time) and predictive flag.
+
+    ``exposure`` integrates the weight from t = 0; ``bad_exposure`` only from ``onset``, when the
+    canary became worse than tolerated: the traffic that actually met a bad version.
+    """
     last = lines[-1]
-    weight, t_prev, exposure = float(rec.rollout.initial_weight), 0.0, 0.0
+    weight, t_prev, exposure, bad = float(rec.rollout.initial_weight), 0.0, 0.0, 0.0
     rollback_t = None
     predictive = False
     for ln in lines[:-1]:
         exposure += weight * (ln["t"] - t_prev)
+        bad += weight * _overlap(t_prev, ln["t"], onset)
         t_prev, weight = ln["t"], float(ln["weight"])
         if ln["action"] == "rollback":
             rollback_t = ln["t"]
@@ -39,12 +49,14 @@ def outcome(rec: Recording, lines: list[dict[str, Any]]) -> dict[str, Any]:
     if rollback_t is None:
         # Missed or promoted: the canary keeps its traffic to the end of the recording.
         exposure += weight * (DURATION_S - t_prev)
+        bad += weight * _overlap(t_prev, DURATION_S, onset)
     holds = sum(1 for ln in lines[:-1] if ln["action"] == "hold")
     return {
         "outcome": last["outcome"],
         "end_t": last["t"],
         "rollback_t": rollback_t,
         "exposure": exposure / 100.0,  # in "seconds at full traffic"
+        "bad_exposure": bad / 100.0,
         "predictive": predictive,
         "holds": holds,
     }
@@ -58,7 +70,7 @@ def run_one(task: tuple[str, int, Sequence[str], dict[str, Any]]) -> dict[str, A
     for name in judges:
         t = time.perf_counter()
         lines = list(replay(rec, settings, judge=JUDGES[name]))
-        res = outcome(rec, lines)
+        res = outcome(rec, lines, truth.onset_t or 0.0)
         res["seconds"] = time.perf_counter() - t
         if res["outcome"] == "rolled_back":
             res["first_reason"] = next(
@@ -82,11 +94,12 @@ def summarize(runs: list[dict[str, Any]], judges: Sequence[str]) -> dict[str, An
         def rolled(j: dict[str, Any]) -> bool:
             return bool(j["outcome"] == "rolled_back")
 
-        delays, exposures = [], []
+        delays, exposures, bad_exposures = [], [], []
         for r, j in res:
             if not r["truth"]["bad"]:
                 continue
             exposures.append(j["exposure"])
+            bad_exposures.append(j["bad_exposure"])
             onset = r["truth"]["onset_t"] or 0.0
             if rolled(j):
                 delays.append(max(0.0, j["rollback_t"] - onset))
@@ -107,6 +120,7 @@ def summarize(runs: list[dict[str, Any]], judges: Sequence[str]) -> dict[str, An
             ),
             "median_delay_s": _median(delays),
             "median_exposure": _median(exposures),
+            "median_bad_exposure": _median(bad_exposures),
             "latency_drift_before_breach": before_breach("latency-drift"),
             "near_slo_drift_before_breach": before_breach("latency-drift-near-slo"),
             "error_drift_before_breach": before_breach("error-drift"),
@@ -114,6 +128,10 @@ def summarize(runs: list[dict[str, Any]], judges: Sequence[str]) -> dict[str, An
             "median_replay_s": round(
                 statistics.median(r["judges"][name]["seconds"] for r in runs), 3
             ),
+            "exposure_by_kind": {
+                k: _median([r["judges"][name]["exposure"] for r in bad if r["kind"] == k])
+                for k in BAD
+            },
             "by_kind": {
                 k: round(
                     sum(rolled(r["judges"][name]) for r in runs if r["kind"] == k)
@@ -132,6 +150,7 @@ ROWS = (
     ("promoted_good", "good canaries promoted", ">= 0.98"),
     ("median_delay_s", "median detection delay (s)", ""),
     ("median_exposure", "median exposure on bad (s x 100%)", "<= kayenta / 4"),
+    ("median_bad_exposure", "  same, counted from the onset", ""),
     ("latency_drift_before_breach", "latency drifts rolled back before breach", ">= 0.90"),
     ("near_slo_drift_before_breach", "  same, objective 20% above p95", ""),
     ("error_drift_before_breach", "error drifts rolled back before breach", ""),
@@ -153,6 +172,11 @@ def render(table: dict[str, Any], n_good: int, n_bad: int) -> str:
         tag = "bad " if k in BAD else "good"
         cells = "".join(f"{table[n]['by_kind'][k]:>11.2f}" for n in names)
         out.append(f"  {tag} {k:38s}{cells}")
+    out.append("")
+    out.append("median exposure on bad canaries, by scenario (s x 100%):")
+    for k in BAD:
+        cells = "".join(f"{_cell(table[n]['exposure_by_kind'][k]):>11s}" for n in names)
+        out.append(f"       {k:38s}{cells}")
     return "\n".join(out)
 
 

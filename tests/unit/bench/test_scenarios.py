@@ -1,0 +1,42 @@
+"""Synthetic recordings: deterministic per seed, truthful about what they contain."""
+
+from __future__ import annotations
+
+import pytest
+
+from canary.bench.scenarios import BAD, HEALTHY, KINDS, generate
+
+
+def test_same_seed_same_recording() -> None:
+    a, ta = generate("latency-drift", 3)
+    b, tb = generate("latency-drift", 3)
+    assert ta == tb
+    assert [r.latency_ms for r in a.observations[:50]] == [
+        r.latency_ms for r in b.observations[:50]
+    ]
+
+
+def test_truth_matches_the_kind() -> None:
+    for kind in HEALTHY:
+        assert not generate(kind, 0)[1].bad
+    for kind in BAD:
+        assert generate(kind, 0)[1].bad
+
+
+def test_tight_slo_is_healthy_under_a_near_objective() -> None:
+    rec, truth = generate("tight-slo", 1)
+    assert not truth.bad
+    assert rec.slo.latency_p95_ms is not None and rec.slo.latency_p95_ms < 600
+
+
+def test_recordings_follow_the_replay_rules() -> None:
+    rec, _ = generate("identical", 0)
+    assert all(r.t < 0 and r.version == "stable" for r in rec.history)
+    ts = [r.t for r in rec.observations]
+    assert ts == sorted(ts) and ts[0] >= 0
+    assert {r.version for r in rec.observations} == {"stable", "canary"}
+
+
+def test_unknown_kind_lists_the_known() -> None:
+    with pytest.raises(ValueError, match="known: " + KINDS[0]):
+        generate("nope", 0)
