@@ -110,7 +110,7 @@ def task_argsrepr(task: str, args: list[Any] | tuple[Any, ...]) -> str:
     a = list(args)
     if task in ("canary.advance",) and len(a) >= 3:
         return _short(f"rollout={a[0]} step={a[1]} attempt={a[2]}")
-    if task == "canary.analyze" and len(a) >= 2:
+    if task in ("canary.analyze", "canary.check") and len(a) >= 2:
         return _short(f"rollout={a[0]} window={a[1]}")
     if task == "canary.probe_batch" and a and isinstance(a[0], dict):
         b = a[0]

@@ -70,6 +70,9 @@ class CeleryDispatcher:
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None:
         _schedule(analyze, [rollout_id, window], countdown)
 
+    def check(self, rollout_id: str, window: str, countdown: float) -> None:
+        _schedule(check, [rollout_id, window], countdown)
+
     def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None:
         _schedule(advance, [rollout_id, step, attempt], countdown)
 
@@ -254,6 +257,19 @@ def advance(self: Task, rollout_id: str, step: int, attempt: int) -> str:
 def analyze(self: Task, rollout_id: str, window: str) -> str:
     """Judge a probing window and apply the decision."""
     return _coordinate(self, rollout_id, f"analysis of {window}", controller.analyze, window)
+
+
+@app.task(
+    name="canary.check",
+    bind=True,
+    acks_late=True,
+    max_retries=MAX_RETRIES,
+    soft_time_limit=120,
+    time_limit=150,
+)
+def check(self: Task, rollout_id: str, window: str) -> str:
+    """Look at the results pushed so far in a running window; roll back at once if warranted."""
+    return _coordinate(self, rollout_id, f"interim check of {window}", controller.check, window)
 
 
 @app.task(name="canary.probe_batch", bind=True, acks_late=True, max_retries=3)

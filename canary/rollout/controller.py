@@ -4,6 +4,8 @@ One call per step, never a long loop. ``advance`` sets the weight and fans the s
 ``analyze`` waits for their results, asks the judge, and applies the decision by scheduling the
 next call. Both take the rollout's lock, read the record, return early when there is nothing to
 do (a finished rollout, a stale or re-delivered task), and write the record once at the end.
+``check`` looks at the results workers push while the step runs, every few seconds, and rolls
+back at once when the sequential engine already has the evidence (it only ever rolls back).
 Celery-free: the caller passes a Dispatcher that schedules the next tasks.
 """
 
@@ -45,6 +47,9 @@ MAX_BATCHES_PER_WINDOW = 48
 PAUSE_RECHECK_S = 2.0
 # How often a waiting analysis or a paused rollout looks again.
 RECHECK_S = 1.0
+# Workers push their results on the window's grid (every check interval from its start); an
+# interim check looks this long after each grid point, so the pushes of that moment are in.
+CHECK_LAG_S = 1.0
 DECISIONS_KEPT = 200
 # Rollouts this process coordinated lately, kept so that it can still send their traffic to
 # stable while Redis, which holds their records, is unreachable (see rollback_offline).
@@ -94,6 +99,8 @@ class Dispatcher(Protocol):
     def probe(self, batch: dict[str, Any], queue: str) -> None: ...
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None: ...
+
+    def check(self, rollout_id: str, window: str, countdown: float) -> None: ...
 
     def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None: ...
 
@@ -295,6 +302,7 @@ def _dispatch_window(
     cap = max(1, max_batches() // max(1, len(record["transactions"])))
     batches_per_series = min(math.ceil(n / per_batch), cap)
     envs = cfg.probes.environments
+    check_s = _check_interval(cfg)
     expected: list[str] = []
     ctx.store.add_window(record["id"], window)
     total = batches_per_series * len(record["transactions"])
@@ -319,28 +327,30 @@ def _dispatch_window(
             env = envs[len(expected) % len(envs)]
             batch_id = f"{window}.{tx['transaction_name']}.{j}"
             expected.append(batch_id)
-            ctx.dispatcher.probe(
-                {
-                    "rollout_id": record["id"],
-                    "window": window,
-                    "batch_id": batch_id,
-                    "versions": ["stable", "canary"],
-                    "transaction": tx["transaction_name"],
-                    "count": count,
-                    "slot": j,
-                    "slots": batches_per_series,
-                    "series_size": n,
-                    "start_at": start,
-                    # The whole interval: the last batch recorded starts the analysis at once,
-                    # so no slack has to be left for a fixed-time analysis to find them done.
-                    "spread_s": interval,
-                    "window_batches": total,
-                    "concurrency": cfg.probes.concurrency,
-                    "environment": env,
-                },
-                f"{ctx.queue_prefix}.{env}",
-            )
+            batch: dict[str, Any] = {
+                "rollout_id": record["id"],
+                "window": window,
+                "batch_id": batch_id,
+                "versions": ["stable", "canary"],
+                "transaction": tx["transaction_name"],
+                "count": count,
+                "slot": j,
+                "slots": batches_per_series,
+                "series_size": n,
+                "start_at": start,
+                # The whole interval: the last batch recorded starts the analysis at once,
+                # so no slack has to be left for a fixed-time analysis to find them done.
+                "spread_s": interval,
+                "window_batches": total,
+                "concurrency": cfg.probes.concurrency,
+                "environment": env,
+            }
+            if check_s is not None:
+                batch["flush_s"] = check_s
+            ctx.dispatcher.probe(batch, f"{ctx.queue_prefix}.{env}")
     ctx.dispatcher.analyze(record["id"], window, interval)
+    if check_s is not None:
+        ctx.dispatcher.check(record["id"], window, check_s + CHECK_LAG_S)
     record.update(
         window=window, window_started_at=start, window_interval=interval, expected_batches=expected
     )
@@ -398,26 +408,96 @@ def analyze(ctx: Context, rollout_id: str, window: str) -> str:
         return decision.action
 
 
+# --- check: interim looks while a window runs ----------------------------------------------------
+
+
+def _check_interval(cfg: RolloutConfig) -> float | None:
+    """Seconds between interim checks, or None when the rollout gets none.
+
+    Only the sequential engine may look while a step runs (its tests stay valid however often
+    they are looked at); the threshold judge decides at step ends only.
+    """
+    if cfg.analysis.judge != "sequential":
+        return None
+    every = EngineSettings.from_dict(cfg.analysis.engine).check_interval_s
+    return every if every + CHECK_LAG_S < cfg.schedule.step_interval else None
+
+
+def _running(record: dict[str, Any], window: str) -> bool:
+    """Whether ``window`` is the rollout's current, not yet judged window."""
+    return (
+        not st.is_final(record["state"])
+        and record.get("window") == window
+        and record.get("judged") != window
+    )
+
+
+def check(ctx: Context, rollout_id: str, window: str) -> str:
+    """Look at the results pushed so far in a running window; roll back now if they say so.
+
+    Without the lock: the engine is a throwaway copy (the window's official results are
+    observed into the persisted one by ``analyze``), so a look changes nothing unless it rolls
+    back, and only then is the lock taken and the record re-read.
+    """
+    record = ctx.store.load_rollout(rollout_id)
+    if record is None:
+        return "unknown"
+    if not _running(record, window):
+        return "stale"
+    cfg = RolloutConfig.model_validate(record["config"])
+    every = _check_interval(cfg)
+    now = ctx.now()
+    elapsed = now - float(record["window_started_at"])
+    left = float(record["window_interval"]) - elapsed
+    if every is None or left <= 0:
+        return "stale"  # analyze judges the window now
+    engine = _engine(ctx, record, cfg)
+    engine.observe(ctx.store.interim_results(rollout_id, window))
+    decision = engine.decide(now, record["weight"], step_end=False, holds=record["attempt"])
+    if decision.action != "rollback":
+        # The next grid point, whatever this check's delay: checks do not drift off the pushes.
+        wait = every * ((elapsed - CHECK_LAG_S) // every + 1) + CHECK_LAG_S - elapsed
+        if wait < left:
+            ctx.dispatcher.check(rollout_id, window, max(wait, RECHECK_S))
+        return "ok"
+    with ctx.store.lock(rollout_id, wait_s=5.0) as fence:
+        if fence is None:
+            ctx.dispatcher.check(rollout_id, window, RECHECK_S)
+            return "locked"
+        record = ctx.store.load_rollout(rollout_id)
+        if record is None or not _running(record, window):
+            return "stale"
+        _remember(record)
+        record["fence"] = fence
+        # Sealed as at a step end, so batches still running are refused (they stop at their
+        # next push); their results so far join the window's, so the evidence is not lost.
+        expected = sorted(record.get("expected_batches") or [])
+        done = ctx.store.seal_window(rollout_id, window, expected, keep_lookahead=True)
+        results = ctx.store.window_results(rollout_id, window)
+        canary = [r for r in results if r.version == "canary"]
+        stable = [r for r in results if r.version == "stable"]
+        _count_failures(record, canary)
+        ctx.store.add_history(record["service"], stable)
+        decision.reasons.insert(
+            0, f"interim check {elapsed:.0f} s into the step at weight {record['weight']}%"
+        )
+        decision.metrics["interim"] = True
+        decision.metrics["batches_cut_short"] = len(set(expected) - done)
+        decision.metrics.setdefault("canary", _stats(canary))
+        decision.metrics.setdefault("stable", _stats(stable))
+        _apply(ctx, record, window, decision)
+        return "rollback"
+
+
 def _judge(ctx: Context, record: dict[str, Any], window: str, missing: set[str]) -> Decision:
     cfg = RolloutConfig.model_validate(record["config"])
     results = ctx.store.window_results(record["id"], window)
     canary = [r for r in results if r.version == "canary"]
     stable = [r for r in results if r.version == "stable"]
     names = [t["transaction_name"] for t in record["transactions"]]
-    since = record["window_started_at"] - cfg.analysis.history_window
-    history: list[TransactionResult] = []
-    # The sequential engine reads the history once, when it is built; after that its state
-    # carries the baseline, so reloading thousands of results every window would be waste.
-    if cfg.analysis.judge != "sequential" or not record.get("engine"):
-        for name in names:
-            history.extend(
-                h
-                for h in ctx.store.history(record["service"], name, since=since)
-                if h.t < record["window_started_at"]
-            )
-    record["canary_failures"] = int(record.get("canary_failures", 0)) + sum(
-        1 for r in canary if not r.ok
-    )
+    # The sequential engine reads the history itself, only when it is built (_engine).
+    history = _history(ctx, record, cfg) if cfg.analysis.judge != "sequential" else []
+    _count_failures(record, canary)
     weights = record["weights"]
     inp = JudgeInput(
         canary=canary,
@@ -445,17 +525,47 @@ def _judge(ctx: Context, record: dict[str, Any], window: str, missing: set[str])
     return decision
 
 
+def _history(ctx: Context, record: dict[str, Any], cfg: RolloutConfig) -> list[TransactionResult]:
+    """Stable's history of the service before the current window (the judge's baseline)."""
+    since = record["window_started_at"] - cfg.analysis.history_window
+    history: list[TransactionResult] = []
+    for tx in record["transactions"]:
+        history.extend(
+            h
+            for h in ctx.store.history(record["service"], tx["transaction_name"], since=since)
+            if h.t < record["window_started_at"]
+        )
+    return history
+
+
+def _engine(ctx: Context, record: dict[str, Any], cfg: RolloutConfig) -> AnalysisEngine:
+    """The rollout's sequential engine: from the record, else new (t0 = this window's start).
+
+    The history is read only when the engine is built; after that its state carries the
+    baseline, so reloading thousands of results every window would be waste.
+    """
+    if record.get("engine"):
+        return AnalysisEngine.from_state(record["engine"])
+    return AnalysisEngine(
+        SLO.from_dict(record["slo"]),
+        EngineSettings.from_dict(cfg.analysis.engine),
+        [t["transaction_name"] for t in record["transactions"]],
+        _history(ctx, record, cfg),
+        t0=record["window_started_at"],
+    )
+
+
+def _count_failures(record: dict[str, Any], canary: list[TransactionResult]) -> None:
+    record["canary_failures"] = int(record.get("canary_failures", 0)) + sum(
+        1 for r in canary if not r.ok
+    )
+
+
 def _decide(ctx: Context, record: dict[str, Any], cfg: RolloutConfig, inp: JudgeInput) -> Decision:
     """Ask the configured judge; the sequential engine keeps its evidence in the record."""
     if cfg.analysis.judge != "sequential":
         return get_judge(cfg.analysis.judge).decide(inp)
-    if record.get("engine"):
-        engine = AnalysisEngine.from_state(record["engine"])
-    else:
-        settings = EngineSettings.from_dict(cfg.analysis.engine)
-        engine = AnalysisEngine(
-            inp.slo, settings, list(inp.transactions), inp.history, t0=record["window_started_at"]
-        )
+    engine = _engine(ctx, record, cfg)
     engine.observe(sorted([*inp.canary, *inp.stable], key=lambda r: r.t))
     decision = engine.decide(
         ctx.now(),

@@ -73,6 +73,14 @@ class Keys:
         """Ids of the batches a judged window went without (accounted as missing data)."""
         return f"{self.root}:rollout:{rollout_id}:missing:{window}"
 
+    def interim(self, rollout_id: str, window: str) -> str:
+        """Hash result id → JSON of results pushed while a window runs (look-ahead; expires)."""
+        return f"{self.root}:rollout:{rollout_id}:interim:{window}"
+
+    def lookahead(self, rollout_id: str, window: str) -> str:
+        """How many look-ahead results an interim rollback kept with a window's results."""
+        return f"{self.root}:rollout:{rollout_id}:lookahead:{window}"
+
     def claim(self, rollout_id: str, window: str, batch_id: str) -> str:
         """Who is running a batch now; kept alive by a heartbeat, so it expires with its worker."""
         return f"{self.root}:rollout:{rollout_id}:claim:{window}:{batch_id}"

@@ -28,6 +28,9 @@ HISTORY_KEPT = 5_000
 MONITORS_KEPT = 1_000
 FINISHED_TTL_S = 30 * 24 * 3600
 RESULTS_TTL_S = 30 * 24 * 3600
+# The look-ahead copy only serves the interim checks of a running window; the batch record stays
+# the truth, so a day is plenty.
+INTERIM_TTL_S = 24 * 3600
 
 # KEYS: batches, results, sealed, meta. ARGV: batch id, ttl, meta JSON (or ''), results...
 # Returns -1 when the window was already judged (the batch is refused, so a judged window never
@@ -51,16 +54,36 @@ if #ARGV >= 4 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 return redis.call('SCARD', KEYS[1])
 """
 
-# KEYS: sealed, batches, missing. ARGV: ttl, expected batch ids...
+# KEYS: interim, sealed. ARGV: ttl, then result id and result JSON pairs.
+# Returns -1 when the window was already judged, else how many results were new: a probe slot's
+# id is the same in every delivery of its batch, so a re-run never adds it twice.
+_RECORD_INTERIM = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local new = 0
+for i = 2, #ARGV - 1, 2 do
+  new = new + redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+if #ARGV > 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return new
+"""
+
+# KEYS: sealed, batches, missing[, interim, results, lookahead]. ARGV: ttl, expected batch ids...
 # Seals the window and returns the batches recorded before the seal; the others are missing.
+# With the last three keys (an interim rollback cuts the window short), the look-ahead results
+# of the missing batches join the window's results, since those batches will now be refused:
+# every probe slot is then counted once, from its batch record or else from the look-ahead.
 _SEAL_WINDOW = """
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
 local recorded = redis.call('SMEMBERS', KEYS[2])
 local have = {}
 for _, b in ipairs(recorded) do have[b] = true end
 local missing = {}
+local absent = {}
 for i = 2, #ARGV do
-  if not have[ARGV[i]] then missing[#missing + 1] = ARGV[i] end
+  if not have[ARGV[i]] then
+    missing[#missing + 1] = ARGV[i]
+    absent[ARGV[i]] = true
+  end
 end
 redis.call('DEL', KEYS[3])
 local i = 1
@@ -70,6 +93,20 @@ while i <= #missing do
   i = j + 1
 end
 if #missing > 0 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
+if #KEYS >= 6 then
+  local entries = redis.call('HGETALL', KEYS[4])
+  local kept = 0
+  for i = 1, #entries - 1, 2 do
+    -- result id: batch id, then the probe's index and version
+    local batch = string.match(entries[i], '^(.*):[^:]*:[^:]*$')
+    if batch and absent[batch] then
+      redis.call('RPUSH', KEYS[5], entries[i + 1])
+      kept = kept + 1
+    end
+  end
+  if kept > 0 then redis.call('EXPIRE', KEYS[5], ARGV[1]) end
+  redis.call('SET', KEYS[6], kept, 'EX', ARGV[1])
+end
 return recorded
 """
 
@@ -147,6 +184,7 @@ class Store:
         self._release = self.r.register_script(_RELEASE_LOCK)
         self._save_fenced = self.r.register_script(_SAVE_FENCED)
         self._seal = self.r.register_script(_SEAL_WINDOW)
+        self._record_interim = self.r.register_script(_RECORD_INTERIM)
         self._refresh_claim = self.r.register_script(_REFRESH_CLAIM)
         self._claim_tick = self.r.register_script(_CLAIM_TICK)
 
@@ -332,20 +370,59 @@ class Store:
         except redis.RedisError as exc:
             raise StoreError(f"cannot save the batches of {window}: {exc}") from exc
 
-    def seal_window(self, rollout_id: str, window: str, expected: Sequence[str]) -> set[str]:
-        """Close a window to late batches; returns the batches recorded (the rest are missing)."""
+    def seal_window(
+        self, rollout_id: str, window: str, expected: Sequence[str], *, keep_lookahead: bool = False
+    ) -> set[str]:
+        """Close a window to late batches; returns the batches recorded (the rest are missing).
+
+        ``keep_lookahead`` (an interim rollback, which cuts the window short) also moves the
+        look-ahead results of the missing batches into the window's results, in the same step.
+        """
+        keys = [
+            self.keys.sealed(rollout_id, window),
+            self.keys.batches(rollout_id, window),
+            self.keys.missing(rollout_id, window),
+        ]
+        if keep_lookahead:
+            keys += [
+                self.keys.interim(rollout_id, window),
+                self.keys.results(rollout_id, window),
+                self.keys.lookahead(rollout_id, window),
+            ]
         try:
-            got = self._seal(
-                keys=[
-                    self.keys.sealed(rollout_id, window),
-                    self.keys.batches(rollout_id, window),
-                    self.keys.missing(rollout_id, window),
-                ],
-                args=[RESULTS_TTL_S, *expected],
-            )
+            got = self._seal(keys=keys, args=[RESULTS_TTL_S, *expected])
         except redis.RedisError as exc:
             raise StoreError(f"cannot seal {window} of {rollout_id}: {exc}") from exc
         return set(got)
+
+    def record_interim(
+        self, rollout_id: str, window: str, entries: Sequence[tuple[str, TransactionResult]]
+    ) -> int:
+        """Push results of a running batch ahead of its record, keyed ``batch:k:version``.
+
+        Returns how many were new, or -1 when the window was judged (nothing more is wanted).
+        """
+        args: list[Any] = [INTERIM_TTL_S]
+        for result_id, result in entries:
+            args += [result_id, json.dumps(result.to_dict())]
+        try:
+            got = self._record_interim(
+                keys=[self.keys.interim(rollout_id, window), self.keys.sealed(rollout_id, window)],
+                args=args,
+            )
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot push interim results of {window}: {exc}") from exc
+        return int(got)
+
+    def interim_results(self, rollout_id: str, window: str) -> list[TransactionResult]:
+        """The look-ahead results pushed so far for a window, in time order."""
+        try:
+            raws = self.r.hvals(self.keys.interim(rollout_id, window))
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot read interim results of {window}: {exc}") from exc
+        got = [TransactionResult.from_dict(json.loads(raw)) for raw in raws]
+        got.sort(key=lambda r: r.t)
+        return got
 
     def is_sealed(self, rollout_id: str, window: str) -> bool:
         try:
@@ -354,7 +431,10 @@ class Store:
             raise StoreError(f"cannot read {window} of {rollout_id}: {exc}") from exc
 
     def window_accounting(self, rollout_id: str, window: str) -> dict[str, Any]:
-        """Expected, recorded and missing batches of a window, and the results it holds."""
+        """Expected, recorded and missing batches of a window, and the results it holds.
+
+        ``results`` are the runs of the recorded batches plus ``lookahead``.
+        """
         pipe = self.r.pipeline()
         pipe.hgetall(self.keys.expected(rollout_id, window))
         pipe.smembers(self.keys.batches(rollout_id, window))
@@ -362,7 +442,8 @@ class Store:
         pipe.llen(self.keys.results(rollout_id, window))
         pipe.exists(self.keys.sealed(rollout_id, window))
         pipe.hgetall(self.keys.batch_meta(rollout_id, window))
-        expected, recorded, missing, n, sealed, meta = pipe.execute()
+        pipe.get(self.keys.lookahead(rollout_id, window))
+        expected, recorded, missing, n, sealed, meta, lookahead = pipe.execute()
         return {
             "expected": {k: int(v) for k, v in expected.items()},
             "recorded": set(recorded),
@@ -370,6 +451,8 @@ class Store:
             "results": int(n),
             "sealed": bool(sealed),
             "meta": {k: json.loads(v) for k, v in meta.items()},
+            # Results of missing batches kept from the look-ahead (an interim rollback).
+            "lookahead": int(lookahead or 0),
         }
 
     # --- batch claims: one runner per batch at a time ---------------------------------------

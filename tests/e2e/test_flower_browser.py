@@ -138,6 +138,7 @@ def test_task_argsrepr_names_the_rollout_and_where_it_is() -> None:
     rid = "shop-20260101-000000-abc123"
     assert task_argsrepr("canary.advance", [rid, 2, 1]) == f"rollout={rid} step=2 attempt=1"
     assert task_argsrepr("canary.analyze", [rid, "s2a1"]) == f"rollout={rid} window=s2a1"
+    assert task_argsrepr("canary.check", [rid, "s2a1"]) == f"rollout={rid} window=s2a1"
     batch = {
         "rollout_id": rid,
         "window": "s2a1",

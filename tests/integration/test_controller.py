@@ -11,6 +11,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import yaml
 from canary.analysis.engine import AnalysisEngine
 from canary.fleet import run_batch
 from canary.rollout import controller
+from canary.rollout import state as st
 from canary.rollout.config import load_rollout
 from canary.store import Store
 from tests.fixtures.services import DemoFactory
@@ -30,12 +32,19 @@ TX = [str(ROOT / "configs" / "transactions" / f"demo-{n}.yaml") for n in ("brows
 
 @dataclass
 class InlineDispatcher:
-    """Runs scheduled tasks in this process, in due order, as fast as their countdowns allow."""
+    """Runs scheduled tasks in this process, in due order, as fast as their countdowns allow.
+
+    Probe batches run one after the other, unless ``threaded_probes``: then each runs in its
+    own thread, as on a worker, so that steps longer than a second do not add up.
+    """
 
     store: Store
     queue: list[tuple[float, int, str, tuple[Any, ...]]] = field(default_factory=list)
     counter: itertools.count = field(default_factory=itertools.count)
     queues_used: set[str] = field(default_factory=set)
+    threaded_probes: bool = False
+    checks: list[str] = field(default_factory=list)  # what each interim check answered
+    batches: list[dict[str, Any]] = field(default_factory=list)  # what each batch returned
 
     def probe(self, batch: dict[str, Any], queue: str) -> None:
         self.queues_used.add(queue)
@@ -47,23 +56,49 @@ class InlineDispatcher:
             (time.time() + countdown, next(self.counter), "analyze", (rollout_id, window)),
         )
 
+    def check(self, rollout_id: str, window: str, countdown: float) -> None:
+        heapq.heappush(
+            self.queue,
+            (time.time() + countdown, next(self.counter), "check", (rollout_id, window)),
+        )
+
     def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None:
         heapq.heappush(
             self.queue,
             (time.time() + countdown, next(self.counter), "advance", (rollout_id, step, attempt)),
         )
 
-    def run(self, ctx: controller.Context, deadline_s: float = 120) -> None:
+    def run(
+        self,
+        ctx: controller.Context,
+        deadline_s: float = 120,
+        until: Callable[[], bool] | None = None,
+    ) -> None:
+        """Run tasks until none is left, the deadline passes, or ``until()`` says so."""
         end = time.time() + deadline_s
+        threads: list[threading.Thread] = []
         while self.queue and time.time() < end:
             due, _, kind, args = heapq.heappop(self.queue)
-            time.sleep(max(0.0, due - time.time()))
-            if kind == "probe":
-                run_batch(self.store, args[0])
+            while (left := due - time.time()) > 0 and not (until and until()):
+                time.sleep(min(left, 0.2))
+            if until and until():
+                break
+            if kind == "probe" and self.threaded_probes:
+                threads.append(threading.Thread(target=self._probe, args=args))
+                threads[-1].start()
+            elif kind == "probe":
+                self._probe(args[0])
             elif kind == "analyze":
                 controller.analyze(ctx, *args)
+            elif kind == "check":
+                self.checks.append(controller.check(ctx, *args))
             else:
                 controller.advance(ctx, *args)
+        for t in threads:
+            t.join(max(0.0, end - time.time()))
+
+    def _probe(self, batch: dict[str, Any]) -> None:
+        self.batches.append(run_batch(self.store, batch))
 
 
 def _config(tmp: Path, stable: str, canary: str, **over: Any) -> Path:
@@ -268,3 +303,108 @@ def test_a_rollout_that_stops_moving_raises_one_stuck_alert(
     alerts = [e["data"] for _, e in store.read_events(rec["id"]) if e["type"] == "alert"]
     assert [a["kind"] for a in alerts] == ["stuck"]
     assert "no progress for" in alerts[0]["reasons"][0]
+
+
+def _interim_run(
+    redis_url: str, path: Path
+) -> tuple[dict[str, Any], list[dict[str, Any]], InlineDispatcher]:
+    """Like _run, with batches in parallel threads, stopping as soon as the rollout ends."""
+    store = Store.from_url(redis_url)
+    disp = InlineDispatcher(store, threaded_probes=True)
+    ctx = controller.Context(store=store, dispatcher=disp)
+    cfg, txs = load_rollout(path)
+    rec = controller.create(ctx, cfg, txs)
+
+    def finished() -> bool:
+        return st.is_final((store.load_rollout(rec["id"]) or {"state": "running"})["state"])
+
+    disp.run(ctx, 60, until=finished)
+    final = store.load_rollout(rec["id"])
+    assert final is not None
+    return final, [e for _, e in store.read_events(rec["id"])], disp
+
+
+def test_a_broken_canary_is_rolled_back_by_an_interim_check_mid_step(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    interval = 30.0
+    path = _config(
+        tmp_path,
+        demo_service_factory("s").url,
+        demo_service_factory("c", error_rate=0.5).url,
+        schedule={"initial_weight": 50, "step_weight": 50, "step_interval": interval},
+        probes={"per_step": 60, "batch_size": 30, "concurrency": 4},
+    )
+    started = time.time()
+    final, events, disp = _interim_run(redis_url, path)
+    assert final["state"] == "rolled_back" and final["weight"] == 0
+    assert final["judged"] == "s0a0" and final["reasons"][0].startswith("interim check ")
+    decision = next(e for e in events if e["type"] == "decision")
+    assert decision["data"]["action"] == "rollback" and decision["data"]["metrics"]["interim"]
+    assert decision["t"] <= final["window_started_at"] + interval - 10, decision["t"] - started
+    assert any(e["type"] == "alert" and e["data"]["kind"] == "rollback" for e in events)
+    assert "rollback" in disp.checks
+    # Batches still running were told by their next push and stopped probing.
+    assert disp.batches and all(b.get("stopped_early") for b in disp.batches), disp.batches
+    assert time.time() - started < interval
+    # The look-ahead that decided stays with the window, each probe slot once; the batches cut
+    # short are accounted as missing, and the analysis at the step's end has nothing to do.
+    store = Store.from_url(redis_url)
+    acc = store.window_accounting(final["id"], "s0a0")
+    assert acc["sealed"] and acc["missing"] == set(acc["expected"]) and not acc["recorded"]
+    assert 0 < acc["lookahead"] == acc["results"] < sum(acc["expected"].values())
+    assert final["canary_failures"] == sum(
+        1 for r in store.window_results(final["id"], "s0a0") if r.version == "canary" and not r.ok
+    )
+    ctx = controller.Context(store=store, dispatcher=InlineDispatcher(store))
+    assert controller.analyze(ctx, final["id"], "s0a0") == "stale"
+
+
+def test_a_healthy_canary_passes_its_interim_checks(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    path = _config(
+        tmp_path,
+        demo_service_factory("s").url,
+        demo_service_factory("c").url,
+        schedule={"steps": [100], "step_interval": 7},
+    )
+    final, events, disp = _interim_run(redis_url, path)
+    assert final["state"] == "promoted", final.get("reasons")
+    # One look per window, 6 s into its 7 s, found nothing and left the rest to the analysis.
+    assert disp.checks == ["ok", "ok"]
+    decisions = [e["data"] for e in events if e["type"] == "decision"]
+    assert [d["action"] for d in decisions] == ["increase", "promote"]
+    assert not any(d["metrics"].get("interim") for d in decisions)
+    store = Store.from_url(redis_url)
+    for w in store.windows(final["id"]):
+        # The look-ahead was pushed, and the judged results are the batch records, complete.
+        assert store.interim_results(final["id"], w)
+        assert len(store.window_results(final["id"], w)) == 12 * 2 * len(TX)
+        assert store.window_accounting(final["id"], w)["lookahead"] == 0
+
+
+def test_only_the_sequential_engine_gets_interim_checks(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    store = Store.from_url(redis_url)
+    url = demo_service_factory("s").url
+    schedule = {"initial_weight": 50, "step_weight": 50, "step_interval": 30}
+    for judge, checked in (("sequential", True), ("threshold", False)):
+        analysis = {"judge": judge, "max_holds": 1, "min_samples": 10}
+        cfg, txs = load_rollout(_config(tmp_path, url, url, schedule=schedule, analysis=analysis))
+        disp = InlineDispatcher(store)
+        ctx = controller.Context(store=store, dispatcher=disp)
+        rec = controller.create(ctx, cfg, txs)
+        assert controller.advance(ctx, rec["id"], 0, 0) == "probing"
+        kinds = [(kind, args) for _, _, kind, args in disp.queue]
+        batches = [args[0] for kind, args in kinds if kind == "probe"]
+        checks = [args for kind, args in kinds if kind == "check"]
+        assert all(("flush_s" in b) is checked for b in batches), judge
+        assert checks == ([(rec["id"], "s0a0")] if checked else []), judge
+        # A check that comes after its window's interval leaves the window to the analysis.
+        late = controller.Context(
+            store=store, dispatcher=InlineDispatcher(store), now=lambda: time.time() + 31
+        )
+        assert controller.check(late, rec["id"], "s0a0") == "stale"
+        assert controller.check(ctx, rec["id"], "s9a0") == "stale"

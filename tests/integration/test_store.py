@@ -1,12 +1,15 @@
-"""The Redis store against a real redis-server: idempotent batches, fencing, events, caps."""
+"""The Redis store against a real redis-server: idempotent batches and look-ahead, fencing, caps."""
 
 from __future__ import annotations
 
 import threading
 
+import pytest
+
+from canary.errors import StoreError
 from canary.probing.result import TransactionResult
 from canary.store import Store
-from canary.store.redis_store import HISTORY_KEPT
+from canary.store.redis_store import HISTORY_KEPT, INTERIM_TTL_S
 
 
 def _res(i: int, version: str = "canary", ok: bool = True) -> TransactionResult:
@@ -101,3 +104,51 @@ def test_operator_commands_are_taken_once(redis_url: str) -> None:
     store.push_control("r1", "abort")
     assert store.pop_controls("r1") == ["pause", "abort"]
     assert store.pop_controls("r1") == []
+
+
+def test_interim_results_count_each_probe_slot_once(redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+    first = [("b1:0:canary", _res(2)), ("b1:0:stable", _res(1, "stable")), ("b1:1:canary", _res(0))]
+    assert store.record_interim("r1", "w", first) == 3
+    # A re-delivered batch pushes the same slots again, with other runs: the first ones stay.
+    again = [("b1:0:canary", _res(7, ok=False)), ("b1:2:canary", _res(3))]
+    assert store.record_interim("r1", "w", again) == 1
+    assert store.record_interim("r1", "w", []) == 0
+    got = store.interim_results("r1", "w")
+    assert [r.t for r in got] == [1000.0, 1001.0, 1002.0, 1003.0] and all(r.ok for r in got)
+    assert 0 < store.r.ttl(store.keys.interim("r1", "w")) <= INTERIM_TTL_S
+
+
+def test_interim_results_are_refused_once_the_window_is_sealed(redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+    assert store.record_interim("r1", "w", [("b1:0:canary", _res(0))]) == 1
+    store.seal_window("r1", "w", ["b1"])
+    assert store.record_interim("r1", "w", [("b1:1:canary", _res(1))]) == -1
+    assert store.record_interim("r1", "w", []) == -1
+    assert len(store.interim_results("r1", "w")) == 1
+    # A plain seal (a step end) leaves the window's results to the batch records alone.
+    assert store.window_results("r1", "w") == []
+    assert store.window_accounting("r1", "w")["lookahead"] == 0
+
+
+def test_an_interim_seal_keeps_the_lookahead_of_the_batches_it_cuts_short(redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+    recorded = [_res(i) for i in range(3)]
+    # b1 recorded in full; its look-ahead must not count twice. b2 was still running.
+    store.record_interim("r1", "w", [(f"w.t.1:{i}:canary", r) for i, r in enumerate(recorded)])
+    store.record_batch("r1", "w", "w.t.1", recorded)
+    store.record_interim("r1", "w", [("w.t.2:0:canary", _res(10)), ("w.t.2:0:stable", _res(11))])
+    done = store.seal_window("r1", "w", ["w.t.1", "w.t.2", "w.t.3"], keep_lookahead=True)
+    assert done == {"w.t.1"}
+    assert sorted(r.t for r in store.window_results("r1", "w")) == [1000, 1001, 1002, 1010, 1011]
+    acc = store.window_accounting("r1", "w")
+    assert acc["missing"] == {"w.t.2", "w.t.3"} and acc["lookahead"] == 2 and acc["results"] == 5
+    assert store.record_batch("r1", "w", "w.t.2", [_res(20)]) is False
+
+
+def test_interim_pushes_fail_as_store_errors(redis_url: str) -> None:
+    store = Store.from_url("redis://127.0.0.1:1/0")
+    with pytest.raises(StoreError):
+        store.record_interim("r1", "w", [("b1:0:canary", _res(0))])
+    with pytest.raises(StoreError):
+        store.interim_results("r1", "w")

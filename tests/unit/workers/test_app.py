@@ -25,6 +25,7 @@ def test_tasks_have_stable_names_other_services_can_send() -> None:
         "canary.start_rollout",
         "canary.advance",
         "canary.analyze",
+        "canary.check",
         "canary.probe_batch",
     } <= names
     assert {"canary.pause", "canary.resume", "canary.promote", "canary.abort"} <= names
@@ -35,3 +36,4 @@ def test_probes_and_control_go_to_separate_queues() -> None:
     route = app.amqp.router.route
     assert route({}, "canary.probe_batch")["queue"].name == "canary.probe.default"
     assert route({}, "canary.advance")["queue"].name == "canary.control"
+    assert route({}, "canary.check")["queue"].name == "canary.control"
