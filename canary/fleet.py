@@ -19,6 +19,7 @@ import requests
 
 from canary.errors import StoreError
 from canary.probing import Target, run_transaction
+from canary.probing.http import ProbeSession
 from canary.probing.result import TransactionResult
 from canary.rollout import state as st
 from canary.rollout.controller import STRAGGLER_GRACE_S, window_position
@@ -47,41 +48,12 @@ def probe_offsets(
     return [((slot + k * slots) / max(series_size, 1)) * spread_s for k in range(count)]
 
 
-class _ProbeSession(requests.Session):
-    """A Session that reads proxy and CA settings from the environment once per origin.
-
-    requests re-reads them for every request (about a quarter of a fast probe's CPU time);
-    the environment of a worker does not change while it runs, so the answer is kept.
-    """
-
-    _CACHE_MAX = 256
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._env_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
-
-    def merge_environment_settings(
-        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> Any:
-        if proxies or not self.trust_env:
-            return dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
-        parts = urllib.parse.urlsplit(str(url))
-        key = (parts.scheme, parts.netloc, stream, verify, repr(cert))
-        cached = self._env_cache.get(key)
-        if cached is None:
-            cached = dict(super().merge_environment_settings(url, proxies, stream, verify, cert))
-            if len(self._env_cache) >= self._CACHE_MAX:
-                self._env_cache.clear()
-            self._env_cache[key] = cached
-        return {**cached, "proxies": dict(cached.get("proxies") or {})}
-
-
 class _ProbePool:
     """One thread pool per process for the HTTP work of every batch the process runs.
 
     A batch's task thread only paces (it sleeps until a probe is due and hands it over), so a
     worker can pace many batches at once while the transactions themselves share one bounded
-    pool, each thread with its own keep-alive ``requests.Session``.
+    pool, each thread with its own keep-alive ``ProbeSession`` (lean per request; see there).
     """
 
     def __init__(self) -> None:
@@ -102,7 +74,7 @@ class _ProbePool:
     def session(self) -> requests.Session:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
-            session = self._local.session = _ProbeSession()
+            session = self._local.session = ProbeSession()
         return session
 
 
@@ -223,6 +195,16 @@ def _run_claimed(
         spec["slot"], spec["slots"], spec["count"], spec["series_size"], spec["spread_s"]
     )
     last_beat = now()
+    start_at = float(spec["start_at"])
+    flush_s = float(spec.get("flush_s") or 0.0)
+    # Pushes fall on the window's grid (start + k * flush_s), where the coordinator's interim
+    # checks look just after, so a check sees runs up to its own moment, not one period older.
+    next_flush = start_at + flush_s if flush_s > 0 else float("inf")
+    # Runs not yet pushed ahead of the record, with their probe index and version: the pair
+    # names the probe slot, so a re-delivered batch pushes the same ids and counts each once.
+    unpushed: list[tuple[int, str, Future[TransactionResult]]] = []
+    push_failed = False
+    judged = False
 
     def heartbeat() -> None:
         nonlocal last_beat
@@ -231,6 +213,42 @@ def _run_claimed(
             # A missed beat while Redis is away only risks a second runner, which records once.
             with contextlib.suppress(StoreError, redis.RedisError):
                 store.refresh_claim(rid, window, batch_id, owner, CLAIM_TTL_S)
+
+    def flush() -> None:
+        """Push finished runs for the coordinator's interim checks (spec["flush_s"])."""
+        nonlocal next_flush, unpushed, push_failed, judged
+        if judged or now() < next_flush:
+            return
+        next_flush = start_at + flush_s * ((now() - start_at) // flush_s + 1)
+        finished: list[tuple[int, str, Future[TransactionResult]]] = []
+        running: list[tuple[int, str, Future[TransactionResult]]] = []
+        for u in unpushed:
+            (finished if u[2].done() else running).append(u)
+        entries = [
+            (f"{batch_id}:{k}:{version}", f.result())
+            for k, version, f in finished
+            if f.exception() is None
+        ]
+        try:
+            status = store.record_interim(rid, window, entries)
+        except (StoreError, redis.RedisError) as exc:
+            # Best effort: the batch record is what counts; these runs go again next time.
+            log.log(
+                logging.DEBUG if push_failed else logging.WARNING,
+                "batch %s: cannot push interim results (%s); the batch record is unaffected",
+                batch_id,
+                exc,
+            )
+            push_failed = True
+            return
+        unpushed = running
+        # The window was judged early (an interim check rolled back): the record will be
+        # refused, so probing on would only load a canary that no longer gets traffic.
+        judged = status < 0
+
+    def tick() -> None:
+        heartbeat()
+        flush()
 
     # Bounds this batch's share of the process pool, so one batch cannot crowd out the others.
     slots = threading.BoundedSemaphore(
@@ -247,19 +265,26 @@ def _run_claimed(
     started = now()
     futures: list[Future[TransactionResult]] = []
     for k, off in enumerate(offsets):
-        due = spec["start_at"] + off
-        while (left := due - now()) > 0:
-            sleep(min(left, HEARTBEAT_S))
-            heartbeat()
+        due = start_at + off
+        tick()
+        while not judged and (left := due - now()) > 0:
+            sleep(max(0.0, min(left, HEARTBEAT_S, next_flush - now())))
+            tick()
+        if judged:
+            log.info(
+                "batch %s: window judged early; stopped after %d of %d", batch_id, k, len(offsets)
+            )
+            break
         # Alternate which version goes first so neither is always the one that waits.
         for target in targets if k % 2 == 0 else targets[::-1]:
             while not slots.acquire(timeout=HEARTBEAT_S):
-                heartbeat()
+                tick()
             futures.append(pool.submit(one, target))
+            unpushed.append((k, target.version, futures[-1]))
     pending = set(futures)
     while pending:
         _, pending = wait(pending, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
-        heartbeat()
+        tick()
     results = [f.result() for f in futures]
     meta = {
         "environment": spec.get("environment"),
@@ -280,4 +305,6 @@ def _run_claimed(
     summary["ok"] = ok
     if outcome:
         summary["skipped"] = outcome
+    if judged:
+        summary["stopped_early"] = True
     return summary

@@ -15,7 +15,7 @@ import requests
 from requests.cookies import RequestsCookieJar
 
 from canary.probing import assertions
-from canary.probing.http import Failure, Response, send
+from canary.probing.http import Failure, ProbeSession, Response, send
 from canary.probing.redact import Redactor
 from canary.probing.result import StepResult, TransactionResult
 from canary.probing.target import Target, origin, resolve
@@ -50,7 +50,7 @@ def run_transaction(
     """
     started = now()
     t0 = time.perf_counter()
-    sess = session if session is not None else requests.Session()
+    sess = session if session is not None else ProbeSession()
     saved = sess.cookies
     sess.cookies = RequestsCookieJar()
     run = _Run(tx, target, sess, os.environ if env is None else env, now)
@@ -235,6 +235,8 @@ class _Run:
             why = assertions.check(check, resp, self.ctx)
             if why:
                 return f"response_validation[{i}] {assertions.describe(check)}: {why}"
+        if not step.capture:
+            return None
         jar = {c.name: c.value for c in self.session.cookies if c.value is not None}
         captured: dict[str, Any] = {}
         for name, cap in step.capture.items():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -17,6 +18,9 @@ class Target:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+# Both are pure and see the same few URLs over and over (every run of every transaction), so
+# their answers are kept rather than parsed again.
+@lru_cache(maxsize=4096)
 def origin(url: str) -> tuple[str, str, int] | None:
     """(scheme, host, port) of an absolute URL, ports made explicit; None for a relative one."""
     try:
@@ -30,6 +34,7 @@ def origin(url: str) -> tuple[str, str, int] | None:
     return (scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme, 0))
 
 
+@lru_cache(maxsize=4096)
 def resolve(url: str, base_url: str, entry_origin: tuple[str, str, int] | None) -> str:
     """The URL to request for ``url`` against the target at ``base_url``.
 

@@ -1,15 +1,18 @@
 """run_batch's delivery rules with real Redis and a real demo service, in this process.
 
 Claims keep a re-delivered batch from probing twice, a sealed window refuses late batches,
-the last batch recorded wakes the analysis, and big batches record in one piece.
+the last batch recorded wakes the analysis, big batches record in one piece, and a running batch
+pushes its results ahead of its record for the interim checks, best effort.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from canary.errors import StoreError
 from canary.fleet import CLAIM_TTL_S, run_batch
 from canary.probing.result import TransactionResult
 from canary.rollout import controller
@@ -93,3 +96,65 @@ def test_large_batches_record_atomically(redis_url: str) -> None:
     assert store.record_batch_status("r", "s0a0", "b0", results) == 0
     acc = store.window_accounting("r", "s0a0")
     assert acc["results"] == 25_000 and acc["meta"] == {"b0": {"host": "h"}}
+
+
+def _run_in_thread(store: Store, batch: dict[str, Any]) -> tuple[threading.Thread, list[Any]]:
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.append(run_batch(store, batch)))
+    thread.start()
+    return thread, out
+
+
+def test_a_running_batch_pushes_its_results_ahead_of_its_record(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    store, record, batches = _setup(tmp_path, redis_url, demo_service_factory)
+    b = {**batches[0], "start_at": time.time(), "spread_s": 3.0, "flush_s": 1.0}
+    thread, out = _run_in_thread(store, b)
+    time.sleep(2.2)
+    early = store.interim_results(record["id"], "s0a0")
+    assert early and store.window_results(record["id"], "s0a0") == []
+    thread.join(15)
+    assert out and out[0]["recorded"], out
+    # Keyed by probe slot: the batch's id, the probe's index, the version.
+    ids = store.r.hkeys(store.keys.interim(record["id"], "s0a0"))
+    assert {i.rsplit(":", 2)[0] for i in ids} == {b["batch_id"]}
+    assert {i.rsplit(":", 1)[1] for i in ids} == {"stable", "canary"}
+    assert {int(i.split(":")[-2]) for i in ids} <= set(range(b["count"]))
+    # The record is the truth; the look-ahead is a copy of (part of) it.
+    official = {(r.t, r.version) for r in store.window_results(record["id"], "s0a0")}
+    pushed = {(r.t, r.version) for r in store.interim_results(record["id"], "s0a0")}
+    assert len(official) == 2 * b["count"] and pushed <= official
+
+
+def test_a_batch_stops_probing_once_its_window_was_judged_early(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    store, record, batches = _setup(tmp_path, redis_url, demo_service_factory)
+    started = time.time()
+    b = {**batches[0], "start_at": started, "spread_s": 20.0, "flush_s": 1.0}
+    thread, out = _run_in_thread(store, b)
+    time.sleep(1.5)
+    store.seal_window(record["id"], "s0a0", [b["batch_id"]], keep_lookahead=True)
+    thread.join(15)
+    assert out and out[0]["stopped_early"] and out[0]["skipped"].startswith("refused"), out
+    assert time.time() - started < 5
+    # What it had pushed before the seal is kept with the window; nothing after it.
+    acc = store.window_accounting(record["id"], "s0a0")
+    assert acc["missing"] == {b["batch_id"]} and 0 < acc["lookahead"] == acc["results"]
+
+
+def test_a_failing_push_never_fails_the_batch(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    store, record, batches = _setup(tmp_path, redis_url, demo_service_factory)
+
+    class RedisAwayForPushes(Store):
+        def record_interim(self, *args: Any, **kwargs: Any) -> int:
+            raise StoreError("Redis is away")
+
+    flaky = RedisAwayForPushes(store.r, store.keys)
+    b = {**batches[0], "start_at": time.time(), "spread_s": 1.5, "flush_s": 0.5}
+    out = run_batch(flaky, b)
+    assert out["recorded"] and "stopped_early" not in out, out
+    assert len(store.window_results(record["id"], "s0a0")) == 2 * b["count"]
