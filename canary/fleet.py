@@ -11,7 +11,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import redis
@@ -283,7 +283,9 @@ def _run_claimed(
             unpushed.append((k, target.version, futures[-1]))
     pending = set(futures)
     while pending:
-        _, pending = wait(pending, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
+        # Wakes once per heartbeat, not at every completion: waking per completion re-registers
+        # on every pending future, a cost that grows with the square of the batch.
+        _, pending = wait(pending, timeout=HEARTBEAT_S)
         tick()
     results = [f.result() for f in futures]
     meta = {
