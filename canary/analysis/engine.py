@@ -67,10 +67,17 @@ class EngineSettings:
     forecast_window: int = 24
     predictive_probability: float = 0.9
     trend_t: float = 2.5
+    forecast_tolerance: bool = True  # also forecast the latency ratio against the tolerance
+    tolerance_horizon_s: float = 120.0
+    tolerance_trend_z: float = 4.5
+    pooled_alpha_share: float = 0.7  # of alpha, on the tests pooled over all transactions
     tau_error: float = 0.02  # effect sizes the mixtures are tuned for: 2 pp of errors,
     tau_latency: float = 0.2  # 20% of latency (log scale)
     latency_floor_sd: float = 0.02
-    lean_rule: str = "estimate"
+    # "off": a step end never holds only because a window's estimate is beyond the tolerance;
+    # "estimate" holds then (Kayenta-like caution that, through max_holds, rolls back about half
+    # of the canaries that are worse than stable but within tolerance: docs/analysis.md).
+    lean_rule: Literal["off", "estimate", "bound"] = "off"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,6 +130,12 @@ class EngineSettings:
                 problems.append(f"{name}: must be >= 1")
         if self.forecast_min_buckets < 4 or self.forecast_window < self.forecast_min_buckets:
             problems.append("forecast_min_buckets: must be >= 4 and <= forecast_window")
+        if self.lean_rule not in ("off", "estimate", "bound"):
+            problems.append("lean_rule: must be off, estimate or bound")
+        if not 0.0 <= self.pooled_alpha_share < 1.0:
+            problems.append("pooled_alpha_share: must be in [0, 1)")
+        if self.tolerance_horizon_s < 0:
+            problems.append("tolerance_horizon_s: must be >= 0")
         if self.on_max_holds not in ("rollback", "increase"):
             problems.append("on_max_holds: must be rollback or increase")
         if not 0.0 < self.restart_share < 1.0:
@@ -133,7 +146,13 @@ class EngineSettings:
             problems.append("predictive_probability: must be in [0.5, 1)")
         if not 0.0 < self.health_alpha < 0.5:
             problems.append("health_alpha: must be in (0, 0.5)")
-        for name in ("tau_error", "tau_latency", "latency_floor_sd", "trend_t"):
+        for name in (
+            "tau_error",
+            "tau_latency",
+            "latency_floor_sd",
+            "trend_t",
+            "tolerance_trend_z",
+        ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}: must be > 0")
         if problems:
@@ -464,7 +483,18 @@ class AnalysisEngine:
         txns = self.transactions
         pooled = len(txns) >= 2
         per = 4 + (slo.latency_p95_ms is not None)
-        threshold = math.log(max(1, per * len(txns) + 3 * pooled) / s.alpha)
+        # Bonferroni over the tests, with a larger share of alpha for the three pooled tests:
+        # they see every transaction's data, so a regression of all of them (a drift above all)
+        # reaches their bar first; one broken transaction is a large effect its own tests find
+        # quickly even at a smaller share.
+        txn_threshold = pooled_threshold = math.log(max(1, per * len(txns)) / s.alpha)
+        if pooled:
+            share = s.pooled_alpha_share
+            if share > 0:
+                txn_threshold = math.log(per * len(txns) / ((1.0 - share) * s.alpha))
+                pooled_threshold = math.log(3.0 / (share * s.alpha))
+            else:
+                txn_threshold = pooled_threshold = math.log((per * len(txns) + 3) / s.alpha)
         logw = np.asarray(self._log_weights())
         minn = s.min_window_n
         err_margin = slo.max_error_rate_increase_pp / 100.0
@@ -480,6 +510,7 @@ class AnalysisEngine:
             lean: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], float, float]
             | None = None,
         ) -> None:
+            threshold = pooled_threshold if txn == ALL else txn_threshold
             score = np.where(valid, logw + le, -np.inf)
             if not np.isfinite(score).any():
                 return
@@ -487,7 +518,7 @@ class AnalysisEngine:
             total = top + math.log(float(np.exp(score - top).sum()))
             best = int(np.argmax(score))
             leaning = False
-            if lean is not None:
+            if lean is not None and s.lean_rule != "off":
                 # Some window whose estimate is beyond the tolerance while the canary is, with
                 # the full confidence of a rollback, worse than stable at all.
                 d, v, margin, tau = lean
@@ -677,7 +708,8 @@ class AnalysisEngine:
     # --- forecasting ---------------------------------------------------------------------------
 
     def _predict(self, t: float) -> tuple[str, dict[str, Any]] | None:
-        """A forecast breach of an absolute objective, checked once per closed bucket."""
+        """A forecast breach of an absolute objective or of the latency tolerance, checked once
+        per closed bucket."""
         s = self.settings
         if not s.forecast or s.forecast_horizon_s <= 0:
             return None
@@ -692,7 +724,90 @@ class AnalysisEngine:
                 found = self._predict_metric(txn, closed, h, "errors")
             if found is not None:
                 return found
+        if s.forecast_tolerance and s.tolerance_horizon_s > 0:
+            ht = max(1, math.ceil(s.tolerance_horizon_s / s.forecast_bucket_s))
+            scopes = ([ALL] if len(self.transactions) >= 2 else []) + list(self.transactions)
+            for scope in scopes:
+                found = self._predict_tolerance(scope, closed, ht)
+                if found is not None:
+                    return found
         return None
+
+    def _ratio_series(self, txns: Sequence[str], closed: int) -> tuple[list[float], list[float]]:
+        """Per closed bucket: mean over ``txns`` of canary-minus-stable mean log latency, and
+        its sampling variance from each series' overall log-latency spread."""
+        s = self.settings
+        w = s.forecast_window
+        lo = closed - w + 1
+        cols: list[list[tuple[float, float] | None]] = []
+        for x in txns:
+            parts = []
+            for v in VERSIONS:
+                key = f"{x}|{v}"
+                c = self.cum[key]
+                var = (c[S2] - c[S1] * c[S1] / c[N]) / (c[N] - 1.0) if c[N] >= 2 else 0.0
+                var = max(var, s.latency_floor_sd**2)
+                by = {b[0]: b for b in self.buckets.get(key, []) if lo <= b[0] <= closed}
+                parts.append((by, var))
+            col: list[tuple[float, float] | None] = []
+            (bc, vc), (bs, vs) = parts
+            for i in range(lo, closed + 1):
+                b1, b2 = bc.get(i), bs.get(i)
+                if b1 is None or b2 is None or b1[1] < 5 or b2[1] < 5:
+                    col.append(None)
+                else:
+                    col.append((b1[6] / b1[1] - b2[6] / b2[1], vc / b1[1] + vs / b2[1]))
+            cols.append(col)
+        k = float(len(txns))
+        values, variances = [], []
+        for i in range(w):
+            row = [c[i] for c in cols]
+            if all(r is not None for r in row):
+                values.append(sum(r[0] for r in row if r) / k)
+                variances.append(sum(r[1] for r in row if r) / (k * k))
+        return values, variances
+
+    def _predict_tolerance(
+        self, scope: str, closed: int, h: int
+    ) -> tuple[str, dict[str, Any]] | None:
+        s, slo = self.settings, self.slo
+        txns = self.transactions if scope == ALL else [scope]
+        values, variances = self._ratio_series(txns, closed)
+        if len(values) < s.forecast_min_buckets:
+            return None
+        target = math.log1p(slo.max_latency_increase_pct / 100.0)
+        from canary.analysis.forecast import forecast_breach, weighted_trend
+
+        # The screen: a rise of the ratio that the buckets' own sampling noise cannot explain
+        # (z >= 4.5 is a one-sided chance of 3e-6 per look), steep enough for a straight line
+        # to reach the tolerance well within the horizon. A canary worse than stable but
+        # steady, however close to the tolerance, has no such trend.
+        slope, z, last_fit = weighted_trend(values, variances)
+        if slope <= 0 or z < s.tolerance_trend_z:
+            return None
+        if last_fit + 1.5 * h * slope < target:
+            return None
+        fc = forecast_breach(values, target, h)
+        if fc.probability < s.predictive_probability:
+            return None
+        within = (fc.steps_to_cross or h) * s.forecast_bucket_s
+        per_min = slope * 60.0 / s.forecast_bucket_s
+        reason = (
+            f"{scope}: canary latency forecast to pass the {slo.max_latency_increase_pct:g}% "
+            f"tolerance over stable within {within:.0f} s (p={fc.probability:.2f}); now about "
+            f"{_fmt_pct(last_fit)} and rising {100 * math.expm1(per_min):.1f}%/min "
+            f"(trend z={z:.1f})"
+        )
+        return reason, {
+            "transaction": scope,
+            "metric": "latency_vs_stable",
+            "threshold": target,
+            "probability": fc.probability,
+            "within_s": within,
+            "trend_z": z,
+            "mean": fc.mean,
+            "sd": fc.sd,
+        }
 
     def _predict_metric(
         self, txn: str, closed: int, h: int, metric: str

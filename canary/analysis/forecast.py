@@ -58,6 +58,22 @@ def trend(values: Sequence[float]) -> Trend:
     return Trend(slope, t, float(y.mean() + slope * xc[-1]))
 
 
+def weighted_trend(
+    values: Sequence[float], variances: Sequence[float]
+) -> tuple[float, float, float]:
+    """Weighted least-squares slope per interval with known variances: (slope, z, fitted last)."""
+    y = np.asarray(values, dtype=float)
+    w = 1.0 / np.asarray(variances, dtype=float)
+    x = np.arange(y.size, dtype=float)
+    xm = float((w * x).sum() / w.sum())
+    ym = float((w * y).sum() / w.sum())
+    sxx = float((w * (x - xm) ** 2).sum())
+    if y.size < 3 or sxx <= 0:
+        return 0.0, 0.0, float(y[-1]) if y.size else math.nan
+    slope = float((w * (x - xm) * (y - ym)).sum() / sxx)
+    return slope, slope * math.sqrt(sxx), ym + slope * (x[-1] - xm)
+
+
 def forecast_breach(values: Sequence[float], threshold: float, horizon: int) -> Forecast:
     """Fit AutoETS to ``values`` (oldest first) and return P(some step in horizon > threshold).
 

@@ -83,6 +83,7 @@ HEALTHY = (
     "slightly-worse",
     "better",
     "tight-slo",
+    "within-tolerance",
 )
 BAD = (
     "error-step",
@@ -96,7 +97,11 @@ BAD = (
 )
 KINDS = HEALTHY + BAD
 # Seeds are drawn per (seed, position here): new scenarios go last so old recordings stay put.
-_SEED_ORDER = (*(k for k in KINDS if k != "tight-slo"), "tight-slo")
+_SEED_ORDER = (
+    *(k for k in KINDS if k not in ("tight-slo", "within-tolerance")),
+    "tight-slo",
+    "within-tolerance",
+)
 
 
 def scenario(kind: str, rng: np.random.Generator) -> tuple[Spec, Truth]:
@@ -124,6 +129,11 @@ def scenario(kind: str, rng: np.random.Generator) -> tuple[Spec, Truth]:
         eff = Effect(latency=_const(1.04), errors=_const(0.0015))
         slo_ms = 1.2 * TXNS["checkout"][0] * P95_FACTOR
         return Spec(all3, canary={x: eff for x in all3}, latency_slo_ms=slo_ms), Truth(kind, False)
+    if kind == "within-tolerance":
+        # Worse than stable by most of the tolerance, but steadily: a trend screen must not
+        # mistake its noise for a drift.
+        eff = Effect(latency=_const(1.07), errors=_const(0.003))
+        return Spec(all3, canary={x: eff for x in all3}), Truth(kind, False)
     if kind == "better":
         eff = Effect(latency=_const(0.85), errors=_const(-0.0015))
         return Spec(all3, canary={x: eff for x in all3}), Truth(kind, False)

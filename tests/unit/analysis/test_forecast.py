@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from canary.analysis.engine import AnalysisEngine, EngineSettings
-from canary.analysis.forecast import forecast_breach, trend
+from canary.analysis.forecast import forecast_breach, trend, weighted_trend
 from canary.analysis.slo import SLO
 from canary.probing.result import TransactionResult
 
@@ -20,6 +20,18 @@ def test_trend_sees_a_slope_and_not_noise() -> None:
     assert trend(list(up)).t_stat > 10
     assert abs(trend(list(flat)).t_stat) < 3
     assert trend([1.0, 2.0]).t_stat == 0.0  # too short to say anything
+
+
+def test_weighted_trend_measures_the_slope_against_known_noise() -> None:
+    rng = np.random.default_rng(6)
+    var = [0.05**2] * 20
+    up = list(0.01 * np.arange(20) + rng.normal(0, 0.05, 20))
+    slope, z, last = weighted_trend(up, var)
+    assert 0.005 < slope < 0.015 and z > 4 and 0.1 < last < 0.3
+    flat = list(0.07 + rng.normal(0, 0.05, 20))
+    assert abs(weighted_trend(flat, var)[1]) < 3
+    # A noisier bucket counts for less.
+    assert weighted_trend([0.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 100.0])[0] < 0.05
 
 
 def test_forecast_breach_probability() -> None:
@@ -57,11 +69,13 @@ def _history(rng: np.random.Generator) -> list[TransactionResult]:
     ]
 
 
-def _run(canary_ms: object, seconds: int, seed: int) -> list[tuple[float, object]]:
+def _run(
+    canary_ms: object, seconds: int, seed: int, slo: SLO | None = None
+) -> list[tuple[float, object]]:
     rng = np.random.default_rng(seed)
     # A wide comparison tolerance, so that only the forecast can act on a trend that stays
     # within it until the objective is crossed.
-    slo = SLO(latency_p95_ms=800.0, max_latency_increase_pct=150.0)
+    slo = slo or SLO(latency_p95_ms=800.0, max_latency_increase_pct=150.0)
     eng = AnalysisEngine(slo, EngineSettings(), ["checkout"], _history(rng))
     results = _stream(rng, seconds, canary_ms)
     out, i = [], 0
@@ -93,3 +107,21 @@ def test_clear_upward_trend_rolls_back_predictively_before_the_breach() -> None:
 @pytest.mark.parametrize("seed", [4, 5])
 def test_flat_noise_never_rolls_back_predictively(seed: int) -> None:
     assert _run(lambda t: 320.0, 600, seed=seed) == []
+
+
+def test_a_ratio_rising_towards_the_tolerance_rolls_back_predictively() -> None:
+    # No latency objective: the canary's median drifts away from stable's by 6% a minute from
+    # t = 60 s and passes the 10% tolerance at t = 160 s.
+    slo = SLO(max_latency_increase_pct=10.0)
+    got = _run(lambda t: 300.0 * (1.0 + 0.001 * max(0.0, t - 60.0)), 600, seed=7, slo=slo)
+    assert got, "no rollback"
+    t, d = got[0]
+    assert d.predictive  # type: ignore[attr-defined]
+    assert d.metrics["forecast"]["metric"] == "latency_vs_stable"  # type: ignore[attr-defined]
+    assert "tolerance over stable" in d.reasons[0]  # type: ignore[attr-defined]
+    assert t < 300
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+def test_a_steady_gap_within_tolerance_is_no_trend(seed: int) -> None:
+    assert _run(lambda t: 321.0, 600, seed=seed, slo=SLO(max_latency_increase_pct=10.0)) == []

@@ -29,6 +29,17 @@ def test_tight_slo_is_healthy_under_a_near_objective() -> None:
     assert rec.slo.latency_p95_ms is not None and rec.slo.latency_p95_ms < 600
 
 
+def test_within_tolerance_is_healthy_but_worse_than_stable() -> None:
+    rec, truth = generate("within-tolerance", 2)
+    assert not truth.bad
+    med = {
+        v: sorted(r.latency_ms for r in rec.observations if r.version == v)
+        for v in ("stable", "canary")
+    }
+    ratio = med["canary"][len(med["canary"]) // 2] / med["stable"][len(med["stable"]) // 2]
+    assert 1.03 < ratio < 1.1
+
+
 def test_recordings_follow_the_replay_rules() -> None:
     rec, _ = generate("identical", 0)
     assert all(r.t < 0 and r.version == "stable" for r in rec.history)
