@@ -792,12 +792,20 @@ class AnalysisEngine:
             return None
         within = (fc.steps_to_cross or h) * s.forecast_bucket_s
         per_min = slope * 60.0 / s.forecast_bucket_s
-        reason = (
-            f"{scope}: canary latency forecast to pass the {slo.max_latency_increase_pct:g}% "
-            f"tolerance over stable within {within:.0f} s (p={fc.probability:.2f}); now about "
-            f"{_fmt_pct(last_fit)} and rising {100 * math.expm1(per_min):.1f}%/min "
-            f"(trend z={z:.1f})"
-        )
+        tol = f"{slo.max_latency_increase_pct:g}%"
+        rising = f"rising {100 * math.expm1(per_min):.1f}%/min (trend z={z:.1f})"
+        if last_fit >= target:
+            # Past the tolerance by the trend's fit, not yet by the comparison's lower bound.
+            reason = (
+                f"{scope}: canary latency about {_fmt_pct(last_fit)} over stable, past the {tol} "
+                f"tolerance, and {rising}; forecast to stay past it (p={fc.probability:.2f})"
+            )
+        else:
+            reason = (
+                f"{scope}: canary latency forecast to pass the {tol} tolerance over stable "
+                f"within {within:.0f} s (p={fc.probability:.2f}); now about "
+                f"{_fmt_pct(last_fit)} and {rising}"
+            )
         return reason, {
             "transaction": scope,
             "metric": "latency_vs_stable",
