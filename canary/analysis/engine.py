@@ -726,53 +726,50 @@ class AnalysisEngine:
                 return found
         if s.forecast_tolerance and s.tolerance_horizon_s > 0:
             ht = max(1, math.ceil(s.tolerance_horizon_s / s.forecast_bucket_s))
-            scopes = ([ALL] if len(self.transactions) >= 2 else []) + list(self.transactions)
-            for scope in scopes:
-                found = self._predict_tolerance(scope, closed, ht)
+            cols = self._ratio_columns(closed)
+            scopes = [(ALL, list(cols.values()))] if len(cols) >= 2 else []
+            scopes += [(txn, [col]) for txn, col in cols.items()]
+            for scope, part in scopes:
+                values, variances = _pool(part)
+                found = self._predict_tolerance(scope, values, variances, ht)
                 if found is not None:
                     return found
         return None
 
-    def _ratio_series(self, txns: Sequence[str], closed: int) -> tuple[list[float], list[float]]:
-        """Per closed bucket: mean over ``txns`` of canary-minus-stable mean log latency, and
-        its sampling variance from each series' overall log-latency spread."""
+    def _ratio_columns(self, closed: int) -> dict[str, list[tuple[float, float] | None]]:
+        """Per transaction and bucket up to ``closed``: canary-minus-stable mean log latency and
+        its sampling variance (each series' overall log-latency spread over the bucket's runs);
+        None where a bucket has too few runs."""
         s = self.settings
         w = s.forecast_window
-        lo = closed - w + 1
-        cols: list[list[tuple[float, float] | None]] = []
-        for x in txns:
+        floor = s.latency_floor_sd**2
+        out: dict[str, list[tuple[float, float] | None]] = {}
+        for txn in self.transactions:
             parts = []
             for v in VERSIONS:
-                key = f"{x}|{v}"
-                c = self.cum[key]
-                var = (c[S2] - c[S1] * c[S1] / c[N]) / (c[N] - 1.0) if c[N] >= 2 else 0.0
-                var = max(var, s.latency_floor_sd**2)
-                by = {b[0]: b for b in self.buckets.get(key, []) if lo <= b[0] <= closed}
-                parts.append((by, var))
-            col: list[tuple[float, float] | None] = []
-            (bc, vc), (bs, vs) = parts
-            for i in range(lo, closed + 1):
-                b1, b2 = bc.get(i), bs.get(i)
-                if b1 is None or b2 is None or b1[1] < 5 or b2[1] < 5:
-                    col.append(None)
-                else:
-                    col.append((b1[6] / b1[1] - b2[6] / b2[1], vc / b1[1] + vs / b2[1]))
-            cols.append(col)
-        k = float(len(txns))
-        values, variances = [], []
-        for i in range(w):
-            row = [c[i] for c in cols]
-            if all(r is not None for r in row):
-                values.append(sum(r[0] for r in row if r) / k)
-                variances.append(sum(r[1] for r in row if r) / (k * k))
-        return values, variances
+                key = f"{txn}|{v}"
+                series = self.buckets.get(key, [])
+                parts.append(
+                    (
+                        _series(series, closed, w, "logmean"),
+                        _series(series, closed, w, "count"),
+                        max(self._window(key, 0).var, floor),
+                    )
+                )
+            (cm, cn, cv), (sm, sn, sv) = parts
+            out[txn] = [
+                None
+                if a is None or b is None or na is None or nb is None
+                else (a - b, cv / na + sv / nb)
+                for a, na, b, nb in zip(cm, cn, sm, sn, strict=True)
+            ]
+        return out
 
     def _predict_tolerance(
-        self, scope: str, closed: int, h: int
+        self, scope: str, values: list[float], variances: list[float], h: int
     ) -> tuple[str, dict[str, Any]] | None:
+        """A forecast passing of the latency tolerance by ``scope``'s canary/stable ratio."""
         s, slo = self.settings, self.slo
-        txns = self.transactions if scope == ALL else [scope]
-        values, variances = self._ratio_series(txns, closed)
         if len(values) < s.forecast_min_buckets:
             return None
         target = math.log1p(slo.max_latency_increase_pct / 100.0)
@@ -995,7 +992,7 @@ def _close(bucket: list[Any]) -> None:
 def _series(buckets: list[list[Any]], last: int, window: int, metric: str) -> list[float | None]:
     """One value per bucket index in (last - window, last]; None where too few runs.
 
-    ``metric``: "p95" (ms), "logmean" (mean log latency) or "errors" (percent).
+    ``metric``: "p95" (ms), "logmean" (mean log latency), "count" (runs) or "errors" (percent).
     """
     by_idx = {b[0]: b for b in buckets}
     out: list[float | None] = []
@@ -1008,9 +1005,24 @@ def _series(buckets: list[list[Any]], last: int, window: int, metric: str) -> li
             out.append(float(np.percentile(b[5], 95)) if b[5] else b[4])
         elif metric == "logmean":
             out.append(b[6] / b[1] if len(b) > 6 else None)
+        elif metric == "count":
+            out.append(float(b[1]))
         else:
             out.append(100.0 * b[2] / b[1])
     return out
+
+
+def _pool(cols: list[list[tuple[float, float] | None]]) -> tuple[list[float], list[float]]:
+    """The mean of several transactions' bucket values and its variance, over the buckets that
+    all of them have."""
+    k = float(len(cols))
+    values, variances = [], []
+    for row in zip(*cols, strict=True):
+        present = [r for r in row if r is not None]
+        if len(present) == len(row):
+            values.append(sum(r[0] for r in present) / k)
+            variances.append(sum(r[1] for r in present) / (k * k))
+    return values, variances
 
 
 def _reference(
