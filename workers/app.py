@@ -24,13 +24,18 @@ _url = _settings.redis_url or "redis://127.0.0.1:6379/0"
 DEFAULT_VISIBILITY_TIMEOUT_S = 300.0
 
 
+def _env_seconds(name: str, default: float, minimum: float) -> float:
+    """A duration from the environment: ``default`` when unset, at least ``minimum``."""
+    raw = os.environ.get(name, "").strip()
+    try:
+        return max(minimum, float(raw)) if raw else default
+    except ValueError:
+        raise CanaryError(f"{name}={raw!r} is not a number of seconds") from None
+
+
 def visibility_timeout() -> float:
     """CANARY_VISIBILITY_TIMEOUT in seconds (default 300, at least 2)."""
-    raw = os.environ.get("CANARY_VISIBILITY_TIMEOUT", "").strip()
-    try:
-        return max(2.0, float(raw)) if raw else DEFAULT_VISIBILITY_TIMEOUT_S
-    except ValueError:
-        raise CanaryError(f"CANARY_VISIBILITY_TIMEOUT={raw!r} is not a number of seconds") from None
+    return _env_seconds("CANARY_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT_S, 2.0)
 
 
 DEFAULT_MONITOR_TICK_S = 5.0
@@ -38,11 +43,7 @@ DEFAULT_MONITOR_TICK_S = 5.0
 
 def monitor_tick_s() -> float:
     """CANARY_MONITOR_TICK_S: how often beat looks for due stable monitors (default 5, >= 0.2)."""
-    raw = os.environ.get("CANARY_MONITOR_TICK_S", "").strip()
-    try:
-        return max(0.2, float(raw)) if raw else DEFAULT_MONITOR_TICK_S
-    except ValueError:
-        raise CanaryError(f"CANARY_MONITOR_TICK_S={raw!r} is not a number of seconds") from None
+    return _env_seconds("CANARY_MONITOR_TICK_S", DEFAULT_MONITOR_TICK_S, 0.2)
 
 
 def broker_transport_options() -> dict[str, float]:

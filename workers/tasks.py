@@ -31,6 +31,15 @@ log = logging.getLogger(__name__)
 
 # Coordinator tasks retry while Redis is away; past this many tries the rollout fails safe.
 MAX_RETRIES = 8
+# The coordinator's tasks (advance, analyze, check) are short and safe to run again, and retry
+# through _coordinate while Redis is away; they share these options.
+COORDINATOR_TASK: dict[str, Any] = {
+    "bind": True,
+    "acks_late": True,
+    "max_retries": MAX_RETRIES,
+    "soft_time_limit": 120,
+    "time_limit": 150,
+}
 # A batch may run this long past its spread before Celery stops it (it then counts as missing).
 BATCH_SLACK_S = controller.STRAGGLER_GRACE_S + 30.0
 
@@ -235,11 +244,7 @@ def start_rollout(
 
 @app.task(
     name="canary.advance",
-    bind=True,
-    acks_late=True,
-    max_retries=MAX_RETRIES,
-    soft_time_limit=120,
-    time_limit=150,
+    **COORDINATOR_TASK,
 )
 def advance(self: Task, rollout_id: str, step: int, attempt: int) -> str:
     """Set the weight for (step, attempt) and fan its probes out."""
@@ -248,11 +253,7 @@ def advance(self: Task, rollout_id: str, step: int, attempt: int) -> str:
 
 @app.task(
     name="canary.analyze",
-    bind=True,
-    acks_late=True,
-    max_retries=MAX_RETRIES,
-    soft_time_limit=120,
-    time_limit=150,
+    **COORDINATOR_TASK,
 )
 def analyze(self: Task, rollout_id: str, window: str) -> str:
     """Judge a probing window and apply the decision."""
@@ -261,11 +262,7 @@ def analyze(self: Task, rollout_id: str, window: str) -> str:
 
 @app.task(
     name="canary.check",
-    bind=True,
-    acks_late=True,
-    max_retries=MAX_RETRIES,
-    soft_time_limit=120,
-    time_limit=150,
+    **COORDINATOR_TASK,
 )
 def check(self: Task, rollout_id: str, window: str) -> str:
     """Look at the results pushed so far in a running window; roll back at once if warranted."""
