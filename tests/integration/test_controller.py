@@ -123,14 +123,23 @@ def _config(tmp: Path, stable: str, canary: str, **over: Any) -> Path:
 
 
 def _run(
-    redis_url: str, path: Path
+    redis_url: str, path: Path, *, interim: bool = False
 ) -> tuple[dict[str, Any], list[dict[str, Any]], InlineDispatcher]:
+    """Run a rollout to its end. ``interim``: batches in parallel threads (so that their pushes
+    meet interim checks), stopping as soon as the rollout ends rather than when tasks run out."""
     store = Store.from_url(redis_url)
-    disp = InlineDispatcher(store)
+    disp = InlineDispatcher(store, threaded_probes=interim)
     ctx = controller.Context(store=store, dispatcher=disp)
     cfg, txs = load_rollout(path)
     rec = controller.create(ctx, cfg, txs)
-    disp.run(ctx)
+    if interim:
+
+        def finished() -> bool:
+            return st.is_final((store.load_rollout(rec["id"]) or {"state": "running"})["state"])
+
+        disp.run(ctx, 60, until=finished)
+    else:
+        disp.run(ctx)
     final = store.load_rollout(rec["id"])
     assert final is not None
     return final, [e for _, e in store.read_events(rec["id"])], disp
@@ -305,25 +314,6 @@ def test_a_rollout_that_stops_moving_raises_one_stuck_alert(
     assert "no progress for" in alerts[0]["reasons"][0]
 
 
-def _interim_run(
-    redis_url: str, path: Path
-) -> tuple[dict[str, Any], list[dict[str, Any]], InlineDispatcher]:
-    """Like _run, with batches in parallel threads, stopping as soon as the rollout ends."""
-    store = Store.from_url(redis_url)
-    disp = InlineDispatcher(store, threaded_probes=True)
-    ctx = controller.Context(store=store, dispatcher=disp)
-    cfg, txs = load_rollout(path)
-    rec = controller.create(ctx, cfg, txs)
-
-    def finished() -> bool:
-        return st.is_final((store.load_rollout(rec["id"]) or {"state": "running"})["state"])
-
-    disp.run(ctx, 60, until=finished)
-    final = store.load_rollout(rec["id"])
-    assert final is not None
-    return final, [e for _, e in store.read_events(rec["id"])], disp
-
-
 def test_a_broken_canary_is_rolled_back_by_an_interim_check_mid_step(
     tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
 ) -> None:
@@ -336,7 +326,7 @@ def test_a_broken_canary_is_rolled_back_by_an_interim_check_mid_step(
         probes={"per_step": 60, "batch_size": 30, "concurrency": 4},
     )
     started = time.time()
-    final, events, disp = _interim_run(redis_url, path)
+    final, events, disp = _run(redis_url, path, interim=True)
     assert final["state"] == "rolled_back" and final["weight"] == 0
     assert final["judged"] == "s0a0" and final["reasons"][0].startswith("interim check ")
     decision = next(e for e in events if e["type"] == "decision")
@@ -369,7 +359,7 @@ def test_a_healthy_canary_passes_its_interim_checks(
         demo_service_factory("c").url,
         schedule={"steps": [100], "step_interval": 7},
     )
-    final, events, disp = _interim_run(redis_url, path)
+    final, events, disp = _run(redis_url, path, interim=True)
     assert final["state"] == "promoted", final.get("reasons")
     # One look per window, 6 s into its 7 s, found nothing and left the rest to the analysis.
     assert disp.checks == ["ok", "ok"]
