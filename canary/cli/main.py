@@ -20,6 +20,7 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 def _registrars() -> list[Registrar]:
     from canary.cli import (
         exporter,
+        gate,
         localmode,
         monitor,
         operate,
@@ -40,6 +41,7 @@ def _registrars() -> list[Registrar]:
         report.register,
         exporter.register,
         worker.register,
+        gate.register,
     ]
 
 

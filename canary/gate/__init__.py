@@ -1,0 +1,1 @@
+"""The verdict gate: canary's synthetic analysis served to Argo Rollouts, Flagger and CI over HTTP."""
