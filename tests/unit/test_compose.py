@@ -37,6 +37,7 @@ def test_the_stack_has_every_service() -> None:
         "beat",
         "flower",
         "exporter",
+        "gate",
         "demo-stable",
         "demo-canary",
         "haproxy",
@@ -127,6 +128,19 @@ def test_flower_requires_basic_auth() -> None:
     user, _, password = env["FLOWER_BASIC_AUTH"].partition(":${FLOWER_PASSWORD:?")
     assert user and password
     assert "FLOWER_AUTH" not in env  # no OAuth or other auth replacing the password
+
+
+def test_gate_requires_its_token_and_binds_localhost_only() -> None:
+    gate = SERVICES["gate"]
+    assert gate["environment"]["CANARY_GATE_TOKEN"].startswith("${CANARY_GATE_TOKEN:?")
+    argv = _command(gate)
+    assert argv[:2] == ["canary", "gate"] and argv[argv.index("--port") + 1] == "8787"
+    # The image ships configs/ under /app: the config dir the gate reads is there.
+    config_dir = argv[argv.index("--config-dir") + 1]
+    assert config_dir.startswith("/app/configs/") and "COPY configs ./configs" in DOCKERFILE
+    assert (ROOT / config_dir.removeprefix("/app/")).is_dir()
+    assert _published(gate) == ["127.0.0.1:${GATE_PORT:-8787}:8787"]
+    assert "8787" in DOCKERFILE.split("EXPOSE", 1)[1].splitlines()[0]
 
 
 def test_probe_workers_scale() -> None:
