@@ -23,11 +23,15 @@ import pytest
 import requests
 import yaml
 from jsonpath_ng import parse as jsonpath
+from prometheus_client import generate_latest
 
+from canary import report
 from canary.demo.launch import start_demo_service
-from canary.local import LocalFleet
+from canary.exporter import build_registry
+from canary.local import LocalFleet, start_redis
 from canary.procs import ManagedProcess, free_port
 from canary.routers.nginx_local import nginx_binary
+from canary.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "configs" / "kubernetes"
@@ -261,6 +265,12 @@ def test_argo_good_canary_passes(stack: Stack) -> None:
     ).json()
     assert answer["name"] == "shop-6d4f8b9c7" and answer["reasons"]
     assert answer["metrics"]["state"] == "promoted" and answer["metrics"]["canary_n"] > 0
+    # Same Redis, same records: the exporter and the report show the gate's analysis.
+    store = Store.from_url(stack.redis_url)
+    metrics = generate_latest(build_registry(store)).decode()
+    assert f'rollout="{answer["rollout_id"]}"' in metrics
+    data = report.from_store(store, answer["rollout_id"])
+    assert data.observations and data.decisions
 
 
 def test_argo_bad_canary_fails_as_a_rollout_would_roll_back(stack: Stack) -> None:
@@ -463,3 +473,44 @@ def test_the_gate_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     assert f"{bad / 'gate.yaml'}:2:3: schedule.step_intervall: unknown field" in out.stderr
     assert "did you mean 'step_interval'" in out.stderr
+
+
+def test_redis_away_is_a_503_not_a_crash_nor_a_pass(tmp_path: Path) -> None:
+    redis_proc, url = start_redis(tmp_path)
+    port = free_port()
+    gate = ManagedProcess(
+        "gate-lonely",
+        [*CANARY, "gate", "--port", str(port), "--config-dir", str(_config_dir(tmp_path))],
+        env={"CANARY_REDIS_URL": url, "CANARY_GATE_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"},
+        log_path=tmp_path / "gate.log",
+    )
+    body = {
+        "name": "lonely",
+        "stable_url": "http://127.0.0.1:9",
+        "canary_url": "http://127.0.0.1:9",
+        "transactions": ["shop-browse.yaml"],
+    }
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with gate:
+        gate.wait_for_port("127.0.0.1", port, timeout=30)
+        first = requests.post(
+            f"http://127.0.0.1:{port}/v1/verdicts", json=body, headers=auth, timeout=10
+        )
+        assert first.status_code == 200 and first.json()["verdict"] == "running"
+        redis_proc.stop(timeout=5)
+        resp = requests.post(
+            f"http://127.0.0.1:{port}/v1/verdicts", json=body, headers=auth, timeout=30
+        )
+        assert resp.status_code == 503 and "unreachable" in resp.json()["error"]
+        metadata = {
+            "stable_url": body["stable_url"],
+            "canary_url": body["canary_url"],
+            "transactions": "shop-browse.yaml",
+        }
+        flagger = {"name": "a", "namespace": "b", "checksum": "c", "metadata": metadata}
+        resp = requests.post(
+            f"http://127.0.0.1:{port}/v1/flagger/rollback", json=flagger, headers=auth, timeout=30
+        )
+        assert resp.status_code == 503  # not a 2xx: Flagger does not roll back on our outage...
+        assert gate.alive  # ...and the gate itself goes on
+        assert "Traceback" not in gate.log_text()
