@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from urllib.parse import urlsplit
 
 DEFAULT_PORT = 8787
 CONFIG_DIR_ENV = "CANARY_GATE_CONFIG_DIR"
@@ -37,19 +38,27 @@ def cmd_gate(args: argparse.Namespace) -> int:
     import uvicorn
 
     from canary.cli.operate import fleet_store, fleet_url
+    from canary.errors import CanaryError
     from canary.gate.analyses import Analyses, CeleryStarter
     from canary.gate.app import DEFAULT_HOOK_WAIT_S, build_app
     from canary.gate.auth import token_from_env
     from canary.gate.config import GateConfig
+    from canary.probing.redact import Redactor
     from canary.settings import load_settings
 
     # Refused before anything else: no token, nothing listens (ConfigError → exit 2).
     token = token_from_env()
     gate = GateConfig.load(args.config_dir)
     url = fleet_url()
-    analyses = Analyses(fleet_store(url), gate, CeleryStarter(url))
+    password = urlsplit(url).password
+    try:
+        store = fleet_store(url)
+    except CanaryError as exc:
+        # Its message names the URL, password and all: not on our stderr.
+        raise CanaryError(str(Redactor([password or ""])(str(exc)))) from None
+    analyses = Analyses(store, gate, CeleryStarter(url))
     wait = DEFAULT_HOOK_WAIT_S if args.hook_wait is None else max(0.0, args.hook_wait)
-    app = build_app(analyses, token, hook_wait_s=wait)
+    app = build_app(analyses, token, hook_wait_s=wait, secrets=(password,) if password else ())
     print(
         f"canary gate on http://{args.host}:{args.port} (transactions from {gate.directory}: "
         f"{', '.join(gate.known()) or 'none'})",

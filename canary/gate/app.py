@@ -23,6 +23,7 @@ from canary.gate.argo import VerdictBody
 from canary.gate.auth import authorized
 from canary.gate.flagger import HOOKS, FlaggerPayload, status_for
 from canary.gate.verdict import Verdict
+from canary.probing.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,26 @@ async def _ensure(analyses: Analyses, request: AnalysisRequest) -> Verdict:
 
 
 def build_app(
-    analyses: Analyses, token: str, *, hook_wait_s: float = DEFAULT_HOOK_WAIT_S
+    analyses: Analyses,
+    token: str,
+    *,
+    hook_wait_s: float = DEFAULT_HOOK_WAIT_S,
+    secrets: tuple[str, ...] = (),
 ) -> Starlette:
-    """The gate; every route requires ``Authorization: Bearer <token>``."""
+    """The gate; every route requires ``Authorization: Bearer <token>``.
+
+    ``secrets`` (the Redis password, say) are masked, with the token, in every error answered.
+    """
+    redact = Redactor([token, *secrets])
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        # Redis or the broker away: an error, which Argo counts toward consecutiveErrorLimit
+        # and Flagger as a failed check, never a pass.
+        away = isinstance(exc, StoreError | redis.RedisError)
+        what = "the fleet's Redis is unreachable" if away else "the gate failed"
+        detail = redact(str(exc))
+        log.warning("%s: %s", what, detail)
+        return JSONResponse({"error": f"{what}: {detail}"}, 503)
 
     async def verdicts(request: Request) -> Response:
         body = await _parse(request, VerdictBody)
@@ -122,8 +140,8 @@ def build_app(
         middleware=[Middleware(_Guard, token=token)],
         exception_handlers={
             _Refused: _refused,
-            CanaryError: _unavailable,
-            redis.RedisError: _unavailable,
+            CanaryError: unavailable,
+            redis.RedisError: unavailable,
         },
     )
 
@@ -165,12 +183,3 @@ class _Guard(BaseHTTPMiddleware):
 async def _refused(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, _Refused)
     return JSONResponse({"error": exc.error, "problems": exc.problems}, exc.status)
-
-
-async def _unavailable(request: Request, exc: Exception) -> Response:
-    # Redis or the broker away: an error, which Argo counts toward consecutiveErrorLimit and
-    # Flagger as a failed check, never a pass.
-    away = isinstance(exc, StoreError | redis.RedisError)
-    what = "the fleet's Redis is unreachable" if away else "the gate failed"
-    log.warning("%s: %s", what, exc)
-    return JSONResponse({"error": f"{what}: {exc}"}, 503)

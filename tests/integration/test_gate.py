@@ -473,6 +473,20 @@ def test_the_gate_refuses_to_start_without_a_token(tmp_path: Path) -> None:
     assert out.returncode == 2, out.stderr
     assert f"{bad / 'gate.yaml'}:2:3: schedule.step_intervall: unknown field" in out.stderr
     assert "did you mean 'step_interval'" in out.stderr
+    # Redis away at start: a one-line failure that does not print the password.
+    out = subprocess.run(
+        [*CANARY, "gate", "--config-dir", str(_config_dir(tmp_path)), "--port", str(free_port())],
+        env={
+            **env,
+            "CANARY_GATE_TOKEN": TOKEN,
+            "CANARY_REDIS_URL": "redis://:s3cret-pw@127.0.0.1:1/0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "cannot reach Redis" in out.stderr
+    assert "s3cret-pw" not in out.stderr and "Traceback" not in out.stderr
 
 
 def test_redis_away_is_a_503_not_a_crash_nor_a_pass(tmp_path: Path) -> None:
