@@ -207,21 +207,29 @@ class ArgoMeasurement:
         assert not missing, f"the template needs args the Rollout does not give: {missing}"
         self.web = _render(self.metric["provider"]["web"], args)
 
-    def measure(self) -> tuple[int, Any]:
-        """(status, result): the jsonPath applied to the answer, as successCondition sees it."""
+    def _send(self) -> requests.Response:
+        """The provider's request: its method, headers, JSON body and timeout."""
         web = self.web
-        resp = requests.request(
+        return requests.request(
             web["method"],
             web["url"],
             headers={h["key"]: h["value"] for h in web["headers"]},
             data=json.dumps(web["jsonBody"]),
             timeout=web["timeoutSeconds"],
         )
+
+    def measure(self) -> tuple[int, Any]:
+        """(status, result): the jsonPath applied to the answer, as successCondition sees it."""
+        resp = self._send()
         if resp.status_code != 200:
             return resp.status_code, resp.json()
-        path = web["jsonPath"].removeprefix("{").removesuffix("}")
+        path = self.web["jsonPath"].removeprefix("{").removesuffix("}")
         found = [m.value for m in jsonpath(path).find(resp.json())]
         return 200, found[0] if found else None
+
+    def answer(self) -> dict[str, Any]:
+        """The whole answer to the same request, beyond what the jsonPath picks."""
+        return dict(self._send().json())
 
     def phase(self, result: Any) -> str:
         """Successful, Failed or Inconclusive, from the template's own conditions."""
@@ -257,12 +265,7 @@ def test_argo_good_canary_passes(stack: Stack) -> None:
     assert argo.phase("pass") == "Successful" and argo.phase("running") == "Inconclusive"
     # A pass stays a pass at later polls (Argo may measure again).
     assert argo.measure() == (200, "pass")
-    answer = requests.post(
-        f"{stack.gate_url}/v1/verdicts",
-        json=argo.web["jsonBody"],
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10,
-    ).json()
+    answer = argo.answer()
     assert answer["name"] == "shop-6d4f8b9c7" and answer["reasons"]
     assert answer["metrics"]["state"] == "promoted" and answer["metrics"]["canary_n"] > 0
     # Same Redis, same records: the exporter and the report show the gate's analysis.
@@ -277,12 +280,7 @@ def test_argo_bad_canary_fails_as_a_rollout_would_roll_back(stack: Stack) -> Non
     argo = ArgoMeasurement(stack, stack.bad, "5c8d7f6b4")
     seen = _until("bad canary", argo.measure, lambda r: r[1] != "running")
     assert seen[-1] == (200, "fail") and argo.phase("fail") == "Failed"
-    answer = requests.post(
-        f"{stack.gate_url}/v1/verdicts",
-        json=argo.web["jsonBody"],
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=10,
-    ).json()
+    answer = argo.answer()
     assert answer["verdict"] == "fail"
     assert any("success" in r for r in answer["reasons"]), answer["reasons"]
     # Where a rollout of this canary rolls back: at the isolated check, before any traffic.
