@@ -101,7 +101,8 @@ def _metrics(record: dict[str, Any], last: dict[str, Any], now: float) -> dict[s
         "state": str(record["state"]),
         "step": step + 1,
         "steps": len(weights),
-        "weight": int(record.get("weight") or 0),
+        # The step's weight in canary's own schedule; the controller moves the real traffic.
+        "nominal_weight": int(record.get("weight") or 0),
         "holds": int(record.get("attempt") or 0),
         "decisions": len(decisions),
         "last_action": decisions[-1].get("action") if decisions else None,
@@ -120,5 +121,5 @@ def _metrics(record: dict[str, Any], last: dict[str, Any], now: float) -> dict[s
             if isinstance(value, int | float) and not (
                 isinstance(value, float) and math.isnan(value)
             ):
-                out[f"{version}_{key}"] = value
+                out[f"{version}_{key}"] = round(value, 2) if isinstance(value, float) else value
     return out

@@ -55,12 +55,15 @@ def test_reasons_are_the_last_decision_while_running_and_the_final_ones_after() 
 
 def test_metrics_are_flat_numbers_from_the_record_and_the_last_decision() -> None:
     last = {
-        "canary": {"n": 10, "success_rate": 40.0, "p95_ms": 12.5, "p50_ms": float("nan")},
+        "canary": {"n": 10, "success_rate": 40.0, "p95_ms": 12.5049, "p50_ms": float("nan")},
         "stable": {"n": 10, "success_rate": 100.0, "p95_ms": 11.0},
     }
     m = from_record("n", _record("running", 1, finished_at=None), last, now=130.0).metrics
-    assert m["step"] == 2 and m["steps"] == 3 and m["weight"] == 50 and m["elapsed_s"] == 30.0
+    assert (
+        m["step"] == 2 and m["steps"] == 3 and m["nominal_weight"] == 50 and m["elapsed_s"] == 30.0
+    )
     assert m["canary_success_rate"] == 40.0 and m["stable_p95_ms"] == 11.0
+    assert m["canary_p95_ms"] == 12.5  # rounded for people; the record keeps the rest
     assert "canary_p50_ms" not in m  # NaN is left out: strict JSON
     assert all(not isinstance(v, dict | list) for v in m.values())
 
