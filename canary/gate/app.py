@@ -74,7 +74,7 @@ def _request_of(parsed: VerdictBody | FlaggerPayload) -> AnalysisRequest:
     try:
         return parsed.request()
     except ConfigError as exc:
-        raise _Refused(400, "invalid request", str(exc).split("; ")) from None
+        raise _Refused(400, "invalid request", str(exc).splitlines()) from None
 
 
 async def _ensure(analyses: Analyses, request: AnalysisRequest) -> Verdict:

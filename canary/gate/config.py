@@ -82,8 +82,9 @@ class GateConfig:
         if unknown:
             listed = ", ".join(known) or "none"
             raise ConfigError(
-                "; ".join(f"transactions: unknown transaction {n!r}" for n in unknown)
-                + f" (known: {listed})"
+                "\n".join(
+                    f"transactions: unknown transaction {n!r}; known: {listed}" for n in unknown
+                )
             )
         out: list[dict[str, Any]] = []
         seen: set[str] = set()

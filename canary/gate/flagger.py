@@ -35,8 +35,7 @@ class FlaggerPayload(BaseModel):
         missing = [k for k in REQUIRED_METADATA if not self.metadata.get(k, "").strip()]
         if missing:
             raise ConfigError(
-                "; ".join(f"metadata.{k}: is required" for k in missing)
-                + " (set them in the webhook's metadata)"
+                "\n".join(f"metadata.{k}: is required (in the webhook's metadata)" for k in missing)
             )
         names = tuple(t.strip() for t in self.metadata["transactions"].split(",") if t.strip())
         return AnalysisRequest(
