@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -527,3 +528,11 @@ def test_redis_away_is_a_503_not_a_crash_nor_a_pass(tmp_path: Path) -> None:
         assert resp.status_code == 503  # not a 2xx: Flagger does not roll back on our outage...
         assert gate.alive  # ...and the gate itself goes on
         assert "Traceback" not in gate.log_text()
+        # SIGTERM (Kubernetes stopping the pod) ends it cleanly.
+        os.killpg(gate.pid or 0, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while gate.alive and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # uvicorn shuts down, then re-raises the signal so that its exit says what stopped it.
+        assert gate.returncode in (0, -signal.SIGTERM), gate.log_tail()
+        assert "Finished server process" in gate.log_text()
