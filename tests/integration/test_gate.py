@@ -329,7 +329,12 @@ class FlaggerHooks:
         resp = requests.post(
             self.stack.flagger_url + path,
             data=json.dumps({**self.body, "metadata": metadata}),
-            headers={"Content-Type": "application/json"},
+            # What Go's client sends for Flagger: its Content-Type and nothing of ours.
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "Go-http-client/1.1",
+                "Accept-Encoding": "gzip",
+            },
             timeout=timeout,
         )
         return resp.status_code, resp.json()
