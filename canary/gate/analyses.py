@@ -155,13 +155,22 @@ class Analyses:
         if record is not None:
             return self._verdict(request.name, record)
         with self._lock:
-            sent = self._sent.get(rid)
-            if sent is None:
+            ours = rid not in self._sent
+            if ours:
+                # Claimed before sending, so that polls meanwhile wait rather than send again;
+                # the send itself runs outside the lock (a slow broker delays only this call).
+                self._sent[rid] = self.clock()
+                self._forget_old()
+            sent = self._sent[rid]
+        if ours:
+            try:
                 # Validated here, before anything is sent: a bad request is the caller's 400.
                 config, transactions = build_rollout(request, self.gate)
                 self.starter.start(config, transactions, rid)
-                self._sent[rid] = sent = self.clock()
-                self._forget_old()
+            except BaseException:
+                with self._lock:
+                    self._sent.pop(rid, None)
+                raise
         record = self.store.load_rollout(rid)
         if record is not None:
             return self._verdict(request.name, record)

@@ -11,6 +11,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from canary.errors import StoreError
 from canary.gate.analyses import Analyses, AnalysisRequest, rollout_id
 from canary.gate.config import GateConfig
 from canary.rollout import controller
@@ -101,3 +104,23 @@ def test_poll_never_starts(tmp_path: Path, redis_url: str) -> None:
     starter = _Starter(store, create=True)
     analyses = Analyses(store, _gate(tmp_path), starter)
     assert analyses.poll(REQUEST) is None and starter.started == []
+
+
+def test_a_start_that_could_not_be_sent_is_sent_again(tmp_path: Path, redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+
+    class _Away(_Starter):
+        def start(
+            self, config: RolloutConfig, transactions: list[dict[str, Any]], rid: str
+        ) -> None:
+            self.tries = getattr(self, "tries", 0) + 1
+            if self.tries == 1:
+                raise StoreError("cannot send the analysis to the fleet: broker away")
+            super().start(config, transactions, rid)
+
+    starter = _Away(store, create=True)
+    analyses = Analyses(store, _gate(tmp_path), starter)
+    with pytest.raises(StoreError, match="broker away"):
+        analyses.ensure(REQUEST)
+    assert analyses.ensure(REQUEST).verdict == "running"
+    assert starter.tries == 2 and starter.started == [rollout_id(REQUEST)]
