@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from canary.errors import ConfigError, NotifierError
+from canary.http_out import HttpClient, secret_from_env
 from canary.notifiers.base import Alert
-from canary.notifiers.transport import HttpClient, secret_from_env
 
 _ICONS = {"info": ":large_green_circle:", "warning": ":warning:", "critical": ":rotating_light:"}
 _MAX_REASONS = 10

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from canary.errors import NotifierError
+from canary.http_out import HttpClient, secret_from_env
 from canary.notifiers.base import Alert
-from canary.notifiers.transport import HttpClient, secret_from_env
 
 
 class WebhookNotifier:

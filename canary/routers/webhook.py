@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from canary.errors import RouterError
-from canary.notifiers.transport import HttpClient, secret_from_env
+from canary.http_out import HttpClient, secret_from_env
 from canary.routers.base import RouteContext, check_weight
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
-"""JSON over HTTP with timeouts, retries with backoff, and secrets kept out of every message.
+"""The one outbound HTTP client: JSON, timeouts, retries with backoff, no secret in any message.
 
-Shared by the HTTP alert channels and the webhook router. It uses urllib rather than requests on
+Shared by the HTTP alert channels, the webhook router and the gate's callers. It uses urllib rather than requests on
 purpose: urllib3 logs request paths at DEBUG level, and a Slack webhook's path is its secret.
 """
 
