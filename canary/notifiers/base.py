@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from pydantic import Field
+
+from canary.plugins import Options
+
 AlertKind = Literal["rollback", "promotion", "error_budget", "predicted_breach", "stuck", "failure"]
 
 
@@ -30,6 +34,14 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class HttpOptions(Options):
+    """Options every HTTP channel shares."""
+
+    timeout: float = Field(default=5.0, gt=0, description="seconds per attempt")
+    retries: int = Field(default=2, ge=0, description="extra attempts")
+    backoff: float = Field(default=0.5, ge=0, description="first delay; doubles each time")
 
 
 @runtime_checkable

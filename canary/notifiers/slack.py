@@ -4,13 +4,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from canary.errors import ConfigError, NotifierError
-from canary.http_out import HttpClient, secret_from_env
-from canary.notifiers.base import Alert
+from pydantic import model_validator
+
+from canary.errors import NotifierError
+from canary.http_out import HttpClient, HttpURL, secret_from_env
+from canary.notifiers.base import Alert, HttpOptions
+from canary.plugins import parse_options
 
 _ICONS = {"info": ":large_green_circle:", "warning": ":warning:", "critical": ":rotating_light:"}
 _MAX_REASONS = 10
 _MAX_TEXT = 2900  # Slack rejects section text over 3000 characters
+
+
+class SlackOptions(HttpOptions):
+    """A ``notifiers:`` entry of ``type: slack``."""
+
+    webhook_url: HttpURL | None = None
+    webhook_url_env: str | None = None
+    mention: str | None = None
+
+    @model_validator(mode="after")
+    def _one_url(self) -> SlackOptions:
+        if not (self.webhook_url or self.webhook_url_env):
+            raise ValueError("set webhook_url_env (or webhook_url)")
+        return self
 
 
 class SlackNotifier:
@@ -22,27 +39,19 @@ class SlackNotifier:
 
     name = "slack"
 
-    def __init__(
-        self,
-        webhook_url: str | None = None,
-        *,
-        webhook_url_env: str | None = None,
-        mention: str | None = None,
-        timeout: float = 5.0,
-        retries: int = 2,
-        backoff: float = 0.5,
-    ) -> None:
-        url = secret_from_env(webhook_url_env, "notifier slack") or webhook_url
-        if not url:
-            raise ConfigError("notifier slack: set webhook_url_env (or webhook_url)")
-        self.mention = mention
+    Options = SlackOptions
+
+    def __init__(self, **options: Any) -> None:
+        o = parse_options(SlackOptions, options, "notifier slack")
+        url = secret_from_env(o.webhook_url_env, "notifier slack") or o.webhook_url or ""
+        self.mention = o.mention
         self.client = HttpClient(
             url,
             "notifier slack",
             NotifierError,
-            timeout=float(timeout),
-            retries=int(retries),
-            backoff=float(backoff),
+            timeout=o.timeout,
+            retries=o.retries,
+            backoff=o.backoff,
         )
 
     def payload(self, alert: Alert) -> dict[str, Any]:
