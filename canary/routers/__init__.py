@@ -11,6 +11,7 @@ from canary.errors import ConfigError, unknown_name
 from canary.routers.base import RouteContext, Router
 from canary.routers.command import CommandRouter
 from canary.routers.haproxy import HAProxyRouter
+from canary.routers.kubernetes import KubernetesRouter
 from canary.routers.nginx import NginxRouter
 from canary.routers.noop import NoopRouter
 from canary.routers.webhook import WebhookRouter
@@ -21,6 +22,7 @@ ROUTERS: dict[str, type[Any]] = {
     "nginx": NginxRouter,
     "command": CommandRouter,
     "webhook": WebhookRouter,
+    "kubernetes": KubernetesRouter,
 }
 
 
