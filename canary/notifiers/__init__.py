@@ -11,8 +11,12 @@ from pydantic import BaseModel
 from canary.errors import ConfigError, unknown_name
 from canary.notifiers.alertmanager import AlertmanagerNotifier
 from canary.notifiers.base import Alert, Notifier
+from canary.notifiers.discord import DiscordNotifier
+from canary.notifiers.email import EmailNotifier
 from canary.notifiers.log import LogNotifier
+from canary.notifiers.pagerduty import PagerDutyNotifier
 from canary.notifiers.slack import SlackNotifier
+from canary.notifiers.teams import TeamsNotifier
 from canary.notifiers.webhook import WebhookNotifier
 
 log = logging.getLogger(__name__)
@@ -22,6 +26,10 @@ NOTIFIERS: dict[str, type[Any]] = {
     "webhook": WebhookNotifier,
     "slack": SlackNotifier,
     "alertmanager": AlertmanagerNotifier,
+    "teams": TeamsNotifier,
+    "discord": DiscordNotifier,
+    "pagerduty": PagerDutyNotifier,
+    "email": EmailNotifier,
 }
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from canary.http_out import HttpURL, secret_from_env
 from canary.plugins import Options
 
 AlertKind = Literal["rollback", "promotion", "error_budget", "predicted_breach", "stuck", "failure"]
@@ -42,6 +43,27 @@ class HttpOptions(Options):
     timeout: float = Field(default=5.0, gt=0, description="seconds per attempt")
     retries: int = Field(default=2, ge=0, description="extra attempts")
     backoff: float = Field(default=0.5, ge=0, description="first delay; doubles each time")
+
+
+class WebhookURLOptions(HttpOptions):
+    """Options of a channel whose webhook URL is its credential (Slack, Teams, Discord)."""
+
+    webhook_url_env: str | None = Field(
+        default=None, description="Variable holding the webhook URL (preferred)."
+    )
+    webhook_url: HttpURL | None = Field(
+        default=None, description="The URL itself, if it must be in the file."
+    )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookURLOptions:
+        if not (self.webhook_url or self.webhook_url_env):
+            raise ValueError("set webhook_url_env (or webhook_url)")
+        return self
+
+    def url(self, what: str) -> str:
+        """The webhook URL: from the environment when ``webhook_url_env`` names a variable."""
+        return secret_from_env(self.webhook_url_env, what) or self.webhook_url or ""
 
 
 @runtime_checkable

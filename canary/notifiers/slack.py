@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import model_validator
-
 from canary.errors import NotifierError
-from canary.http_out import HttpClient, HttpURL, secret_from_env
-from canary.notifiers.base import Alert, HttpOptions
+from canary.http_out import HttpClient
+from canary.notifiers.base import Alert, WebhookURLOptions
+from canary.notifiers.links import Links, links_for
 from canary.plugins import parse_options
 
 _ICONS = {"info": ":large_green_circle:", "warning": ":warning:", "critical": ":rotating_light:"}
@@ -16,18 +15,10 @@ _MAX_REASONS = 10
 _MAX_TEXT = 2900  # Slack rejects section text over 3000 characters
 
 
-class SlackOptions(HttpOptions):
+class SlackOptions(WebhookURLOptions):
     """A ``notifiers:`` entry of ``type: slack``."""
 
-    webhook_url: HttpURL | None = None
-    webhook_url_env: str | None = None
     mention: str | None = None
-
-    @model_validator(mode="after")
-    def _one_url(self) -> SlackOptions:
-        if not (self.webhook_url or self.webhook_url_env):
-            raise ValueError("set webhook_url_env (or webhook_url)")
-        return self
 
 
 class SlackNotifier:
@@ -43,10 +34,9 @@ class SlackNotifier:
 
     def __init__(self, **options: Any) -> None:
         o = parse_options(SlackOptions, options, "notifier slack")
-        url = secret_from_env(o.webhook_url_env, "notifier slack") or o.webhook_url or ""
         self.mention = o.mention
         self.client = HttpClient(
-            url,
+            o.url("notifier slack"),
             "notifier slack",
             NotifierError,
             timeout=o.timeout,
@@ -54,7 +44,8 @@ class SlackNotifier:
             backoff=o.backoff,
         )
 
-    def payload(self, alert: Alert) -> dict[str, Any]:
+    def payload(self, alert: Alert, links: Links | None = None) -> dict[str, Any]:
+        links = links_for(alert) if links is None else links
         icon = _ICONS.get(alert.severity, "")
         state = "resolved: " if alert.resolved else ""
         headline = f"{icon} *{state}{alert.summary}*"
@@ -80,6 +71,18 @@ class SlackNotifier:
             blocks.append(
                 {"type": "section", "text": {"type": "mrkdwn", "text": lines[:_MAX_TEXT]}}
             )
+        if links.all():
+            buttons: list[dict[str, Any]] = []
+            for link in links.all():
+                button = {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": link.text},
+                    "url": link.url,
+                }
+                if link.style:
+                    button["style"] = link.style
+                buttons.append(button)
+            blocks.append({"type": "actions", "elements": buttons})
         blocks.append(
             {
                 "type": "context",

@@ -194,9 +194,9 @@ def gateway_schema() -> Path:
     package = where / "node_modules" / "@kubernetes-models" / "gateway-api"
     if not package.is_dir():
         where.mkdir(exist_ok=True)
+        npm = ["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(where)]
         proc = subprocess.run(
-            ["npm", "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(where)]
-            + [GATEWAY_API_NPM],
+            [*npm, GATEWAY_API_NPM],
             capture_output=True,
             text=True,
             timeout=600,
