@@ -7,8 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from canary.errors import NotifierError
-from canary.http_out import HttpClient, HttpURL, secret_from_env
+from canary.http_out import HttpURL, secret_from_env
 from canary.notifiers.base import Alert, HttpOptions
 from canary.plugins import parse_options
 
@@ -42,13 +41,9 @@ class AlertmanagerNotifier:
         self.labels = dict(o.labels)
         self.generator_url = o.generator_url
         self.ttl = o.ttl
-        self.client = HttpClient(
+        self.client = o.client(
             o.url.rstrip("/") + "/api/v2/alerts",
             "notifier alertmanager",
-            NotifierError,
-            timeout=o.timeout,
-            retries=o.retries,
-            backoff=o.backoff,
             secret_headers={"Authorization": f"Bearer {token}"} if token else {},
             path_is_secret=False,
         )

@@ -7,7 +7,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import Field, model_validator
 
-from canary.http_out import HttpURL, secret_from_env
+from canary.errors import NotifierError
+from canary.http_out import HttpClient, HttpURL, secret_from_env
 from canary.plugins import Options
 
 AlertKind = Literal["rollback", "promotion", "error_budget", "predicted_breach", "stuck", "failure"]
@@ -43,6 +44,18 @@ class HttpOptions(Options):
     timeout: float = Field(default=5.0, gt=0, description="seconds per attempt")
     retries: int = Field(default=2, ge=0, description="extra attempts")
     backoff: float = Field(default=0.5, ge=0, description="first delay; doubles each time")
+
+    def client(self, url: str, what: str, **settings: Any) -> HttpClient:
+        """The channel's HTTP client: these timeouts and retries, failures as NotifierError."""
+        return HttpClient(
+            url,
+            what,
+            NotifierError,
+            timeout=self.timeout,
+            retries=self.retries,
+            backoff=self.backoff,
+            **settings,
+        )
 
 
 class WebhookURLOptions(HttpOptions):

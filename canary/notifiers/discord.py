@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from canary.errors import NotifierError
-from canary.http_out import HttpClient
 from canary.notifiers.base import Alert, WebhookURLOptions
 from canary.notifiers.links import Links, links_for
 from canary.plugins import parse_options
@@ -32,13 +30,9 @@ class DiscordNotifier:
     def __init__(self, **options: Any) -> None:
         o = parse_options(DiscordOptions, options, "notifier discord")
         self.username = o.username
-        self.client = HttpClient(
+        self.client = o.client(
             o.url("notifier discord"),
             "notifier discord",
-            NotifierError,
-            timeout=o.timeout,
-            retries=o.retries,
-            backoff=o.backoff,
         )
 
     def payload(self, alert: Alert, links: Links | None = None) -> dict[str, Any]:

@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from canary.errors import NotifierError
-from canary.http_out import HttpClient, HttpURL, secret_from_env
+from canary.http_out import HttpURL, secret_from_env
 from canary.notifiers.base import Alert, HttpOptions
 from canary.notifiers.links import Links, links_for
 from canary.plugins import parse_options
@@ -38,13 +37,9 @@ class PagerDutyNotifier:
         o = parse_options(PagerDutyOptions, options, "notifier pagerduty")
         self.routing_key = secret_from_env(o.routing_key_env, "notifier pagerduty") or ""
         self.o = o
-        self.client = HttpClient(
+        self.client = o.client(
             o.url,
             "notifier pagerduty",
-            NotifierError,
-            timeout=o.timeout,
-            retries=o.retries,
-            backoff=o.backoff,
             path_is_secret=False,
         )
         self.client.redact.add(self.routing_key)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from canary.errors import NotifierError
-from canary.http_out import HttpClient
 from canary.notifiers.base import Alert, WebhookURLOptions
 from canary.notifiers.links import Links, links_for
 from canary.plugins import parse_options
@@ -35,13 +33,9 @@ class SlackNotifier:
     def __init__(self, **options: Any) -> None:
         o = parse_options(SlackOptions, options, "notifier slack")
         self.mention = o.mention
-        self.client = HttpClient(
+        self.client = o.client(
             o.url("notifier slack"),
             "notifier slack",
-            NotifierError,
-            timeout=o.timeout,
-            retries=o.retries,
-            backoff=o.backoff,
         )
 
     def payload(self, alert: Alert, links: Links | None = None) -> dict[str, Any]:

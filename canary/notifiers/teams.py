@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from canary.errors import NotifierError
-from canary.http_out import HttpClient
 from canary.notifiers.base import Alert, WebhookURLOptions
 from canary.notifiers.links import Links, links_for
 from canary.plugins import parse_options
@@ -28,13 +26,9 @@ class TeamsNotifier:
 
     def __init__(self, **options: Any) -> None:
         o = parse_options(TeamsOptions, options, "notifier teams")
-        self.client = HttpClient(
+        self.client = o.client(
             o.url("notifier teams"),
             "notifier teams",
-            NotifierError,
-            timeout=o.timeout,
-            retries=o.retries,
-            backoff=o.backoff,
         )
 
     def payload(self, alert: Alert, links: Links | None = None) -> dict[str, Any]:

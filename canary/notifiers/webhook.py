@@ -7,8 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from canary.errors import NotifierError
-from canary.http_out import HttpClient, HttpURL, secret_from_env
+from canary.http_out import HttpURL, secret_from_env
 from canary.notifiers.base import Alert, HttpOptions
 from canary.plugins import parse_options
 
@@ -35,13 +34,9 @@ class WebhookNotifier:
     def __init__(self, **options: Any) -> None:
         o = parse_options(WebhookOptions, options, "notifier webhook")
         secret = secret_from_env(o.secret_env, "notifier webhook")
-        self.client = HttpClient(
+        self.client = o.client(
             o.url,
             "notifier webhook",
-            NotifierError,
-            timeout=o.timeout,
-            retries=o.retries,
-            backoff=o.backoff,
             headers=dict(o.headers),
             secret_headers={o.secret_header: secret} if secret else {},
         )
