@@ -114,3 +114,15 @@ def test_every_plugin_registers_a_strict_options_model(registry: dict[str, type]
         model = cls.Options
         assert issubclass(model, BaseModel), name
         assert model.model_config.get("extra") == "forbid", name
+
+
+def test_the_kubernetes_example_loads() -> None:
+    config, _ = load_rollout(ROOT / "configs" / "rollouts" / "kubernetes.yaml")
+    options = config.router.options()
+    assert config.router.type == "kubernetes"
+    assert (options["route"], options["stable_service"], options["canary_service"]) == (
+        "shop",
+        "shop-stable",
+        "shop-canary",
+    )
+    build_router("kubernetes", options)  # builds without a cluster: the client is made on use
