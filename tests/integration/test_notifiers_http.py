@@ -270,3 +270,28 @@ def test_pagerduty_triggers_then_resolves_and_keeps_its_key_secret(
     with caplog.at_level(logging.DEBUG), pytest.raises(NotifierError) as exc:
         notifier.send(_alert())
     assert "HTTP 400" in str(exc.value) and key not in str(exc.value) + caplog.text
+
+
+@pytest.mark.parametrize(
+    ("kind", "path"),
+    [
+        ("teams", "/workflows/0a1b2c/triggers/manual/paths/invoke?sig=t3amsS1gnature"),
+        ("discord", "/api/webhooks/123456/d1scordT0kenValue"),
+    ],
+)
+def test_webhook_urls_never_reach_errors_or_logs(
+    http_receiver: HttpReceiver,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    kind: str,
+    path: str,
+) -> None:
+    monkeypatch.setenv("HOOK_URL", http_receiver.url + path)
+    http_receiver.default = Reply(403, b"forbidden")
+    notifier = build_notifier(kind, {"webhook_url_env": "HOOK_URL", "retries": 1, "backoff": 0})
+    with caplog.at_level(logging.DEBUG), pytest.raises(NotifierError) as exc:
+        notifier.send(_alert())
+    text = str(exc.value) + caplog.text
+    assert "HTTP 403: forbidden" in str(exc.value)
+    for secret in ("t3amsS1gnature", "0a1b2c", "d1scordT0kenValue", "123456"):
+        assert secret not in text
