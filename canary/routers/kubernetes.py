@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
@@ -23,6 +23,7 @@ from canary.routers.base import RouteContext, check_weight
 log = logging.getLogger(__name__)
 
 GROUP = "gateway.networking.k8s.io"
+ISTIO_GROUP = "networking.istio.io"
 # Conflicting writers (a GitOps sync, a second coordinator) get this many fresh reads.
 _CONFLICT_RETRIES = 3
 T = TypeVar("T")
@@ -31,7 +32,10 @@ T = TypeVar("T")
 class KubernetesOptions(Options):
     """The ``router:`` block of ``type: kubernetes``."""
 
-    route: str = Field(description="The HTTPRoute's name.")
+    route: str = Field(description="The HTTPRoute's (or Istio VirtualService's) name.")
+    api: Literal["gateway", "istio"] = Field(
+        default="gateway", description="gateway: an HTTPRoute; istio: a VirtualService."
+    )
     namespace: str = "default"
     stable_service: str = Field(description="The stable version's Service (a backendRef name).")
     canary_service: str = Field(description="The canary version's Service (a backendRef name).")
@@ -59,6 +63,8 @@ class KubernetesOptions(Options):
             raise ValueError("stable_service and canary_service must differ")
         if self.container and not self.canary_deployment:
             raise ValueError("container needs canary_deployment")
+        if self.pin_header and self.api == "istio":
+            raise ValueError("pin_header works with api: gateway only")
         return self
 
 
@@ -71,6 +77,7 @@ class KubernetesRouter:
 
     def __init__(self, **options: Any) -> None:
         self.o = parse_options(KubernetesOptions, options, "router kubernetes")
+        self.kind = "virtualservice" if self.o.api == "istio" else "httproute"
         self._client: Any = None
 
     # --- the API ------------------------------------------------------------------------------
@@ -120,13 +127,17 @@ class KubernetesRouter:
     def _route_resource(self) -> Any:
         from lightkube.generic_resource import create_namespaced_resource
 
+        if self.o.api == "istio":
+            return create_namespaced_resource(
+                ISTIO_GROUP, "v1", "VirtualService", "virtualservices"
+            )
         return create_namespaced_resource(GROUP, "v1", "HTTPRoute", "httproutes")
 
     def read_route(self) -> dict[str, Any]:
-        """The HTTPRoute as the API server holds it, as plain JSON."""
+        """The route as the API server holds it, as plain JSON."""
         res = self._route_resource()
         route = self._call(
-            f"get httproute {self.o.namespace}/{self.o.route}",
+            f"get {self.kind} {self.o.namespace}/{self.o.route}",
             lambda: self.client().get(res, self.o.route, namespace=self.o.namespace),
         )
         return _plain(route)
@@ -158,9 +169,9 @@ class KubernetesRouter:
 
     def _set_route(self, weight: int) -> None:
         self._update(
-            "httproute", self._route_resource(), self.o.route, lambda r: self._weigh(r, weight)
+            self.kind, self._route_resource(), self.o.route, lambda r: self._weigh(r, weight)
         )
-        log.info("kubernetes: httproute %s canary weight %d%%", self.o.route, weight)
+        log.info("kubernetes: %s %s canary weight %d%%", self.kind, self.o.route, weight)
 
     def _weigh(self, route: dict[str, Any], weight: int) -> None:
         rules = self._rules(route)
@@ -191,21 +202,33 @@ class KubernetesRouter:
         rules[:] = kept
 
     def _rules(self, route: dict[str, Any]) -> list[dict[str, Any]]:
-        rules = (route.get("spec") or {}).get("rules")
+        # An HTTPRoute's rules; a VirtualService's http routes.
+        rules = (route.get("spec") or {}).get("http" if self.o.api == "istio" else "rules")
         if not isinstance(rules, list) or len(rules) <= self.o.rule:
             raise RouterError(
-                f"kubernetes: httproute {self.o.namespace}/{self.o.route} has no rule "
+                f"kubernetes: {self.kind} {self.o.namespace}/{self.o.route} has no rule "
                 f"{self.o.rule} (it has {len(rules) if isinstance(rules, list) else 0})"
             )
         return rules
 
     def _refs(self, rule: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        refs = {ref.get("name"): ref for ref in rule.get("backendRefs") or []}
+        """The rule's weighted entries by name: backendRefs by name, or Istio destinations by
+        host (or subset, for one host with stable and canary subsets)."""
+        refs: dict[str, dict[str, Any]] = {}
+        if self.o.api == "istio":
+            for entry in rule.get("route") or []:
+                dest = entry.get("destination") or {}
+                for key in (dest.get("subset"), dest.get("host")):
+                    if key:
+                        refs.setdefault(str(key), entry)
+        else:
+            refs = {str(ref.get("name")): ref for ref in rule.get("backendRefs") or []}
         missing = [s for s in (self.o.stable_service, self.o.canary_service) if s not in refs]
         if missing:
+            what = "destination" if self.o.api == "istio" else "backendRef"
             raise RouterError(
-                f"kubernetes: httproute {self.o.namespace}/{self.o.route} rule {self.o.rule} has "
-                f"no backendRef {', '.join(missing)} (it has {', '.join(map(str, refs)) or 'none'})"
+                f"kubernetes: {self.kind} {self.o.namespace}/{self.o.route} rule {self.o.rule} "
+                f"has no {what} {', '.join(missing)} (it has {', '.join(refs) or 'none'})"
             )
         return refs
 
@@ -277,13 +300,16 @@ class KubernetesRouter:
         check_weight(weight)
         route = self.read_route()
         refs = self._refs(self._rules(route)[self.o.rule])
+        # Without a weight a backendRef counts 1; an Istio destination 0 (unless it is alone).
+        default = 0 if self.o.api == "istio" else 1
         live = (
-            refs[self.o.stable_service].get("weight", 1),
-            refs[self.o.canary_service].get("weight", 1),
+            refs[self.o.stable_service].get("weight", default),
+            refs[self.o.canary_service].get("weight", default),
         )
         if live != (100 - weight, weight):
             log.warning(
-                "kubernetes: httproute %s weights %s, want %s",
+                "kubernetes: %s %s weights %s, want %s",
+                self.kind,
                 self.o.route,
                 live,
                 (100 - weight, weight),

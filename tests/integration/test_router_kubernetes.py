@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from canary.errors import RouterError
+from canary.errors import ConfigError, RouterError
 from canary.routers import RouteContext, build_router
 
 pytestmark = pytest.mark.integration
@@ -394,3 +394,47 @@ def test_an_unreachable_api_server_is_a_router_error(
         router.set_weight(10, CTX)
     with pytest.raises(RouterError, match="no usable cluster configuration"):
         _router(tmp_path / "missing-kubeconfig").set_weight(10, CTX)
+
+
+VS_PATH = "/apis/networking.istio.io/v1/namespaces/shop/virtualservices/shop"
+
+
+def _virtual_service() -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "shop", "namespace": "shop"},
+        "spec": {
+            "hosts": ["shop.example.com"],
+            "http": [
+                {
+                    "route": [
+                        {"destination": {"host": "shop", "subset": "stable"}, "weight": 100},
+                        {"destination": {"host": "shop", "subset": "canary"}, "weight": 0},
+                    ]
+                }
+            ],
+        },
+    }
+
+
+def test_an_istio_virtual_service_by_subsets(kube: tuple[FakeKubeAPI, Path]) -> None:
+    """Istio is optional: its objects are not checked against a published schema here."""
+    api, kubeconfig = kube
+    api.store(VS_PATH, _virtual_service())
+    router = _router(kubeconfig, api="istio", stable_service="stable", canary_service="canary")
+    router.set_weight(25, CTX)
+    route = api.objects[VS_PATH]["spec"]["http"][0]["route"]
+    assert [(r["destination"]["subset"], r["weight"]) for r in route] == [
+        ("stable", 75),
+        ("canary", 25),
+    ]
+    assert router.verify_weight(25, CTX) is True and router.verify_weight(30, CTX) is False
+    router.rollback(CTX)
+    assert [r["weight"] for r in api.objects[VS_PATH]["spec"]["http"][0]["route"]] == [100, 0]
+    with pytest.raises(RouterError, match="has no destination next"):
+        _router(kubeconfig, api="istio", stable_service="stable", canary_service="next").set_weight(
+            5, CTX
+        )
+    with pytest.raises(ConfigError, match="pin_header works with api: gateway only"):
+        _router(kubeconfig, api="istio", pin_header="X-Canary-Pin")
