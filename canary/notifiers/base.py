@@ -78,6 +78,10 @@ class WebhookURLOptions(HttpOptions):
         """The webhook URL: from the environment when ``webhook_url_env`` names a variable."""
         return secret_from_env(self.webhook_url_env, what) or self.webhook_url or ""
 
+    def webhook_client(self, what: str) -> HttpClient:
+        """The client that posts to the webhook URL (whose path and query stay secret)."""
+        return self.client(self.url(what), what)
+
 
 @runtime_checkable
 class Notifier(Protocol):

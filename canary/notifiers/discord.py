@@ -30,10 +30,7 @@ class DiscordNotifier:
     def __init__(self, **options: Any) -> None:
         o = parse_options(DiscordOptions, options, "notifier discord")
         self.username = o.username
-        self.client = o.client(
-            o.url("notifier discord"),
-            "notifier discord",
-        )
+        self.client = o.webhook_client("notifier discord")
 
     def payload(self, alert: Alert, links: Links | None = None) -> dict[str, Any]:
         links = links_for(alert) if links is None else links

@@ -33,10 +33,7 @@ class SlackNotifier:
     def __init__(self, **options: Any) -> None:
         o = parse_options(SlackOptions, options, "notifier slack")
         self.mention = o.mention
-        self.client = o.client(
-            o.url("notifier slack"),
-            "notifier slack",
-        )
+        self.client = o.webhook_client("notifier slack")
 
     def payload(self, alert: Alert, links: Links | None = None) -> dict[str, Any]:
         links = links_for(alert) if links is None else links

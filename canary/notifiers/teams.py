@@ -26,10 +26,7 @@ class TeamsNotifier:
 
     def __init__(self, **options: Any) -> None:
         o = parse_options(TeamsOptions, options, "notifier teams")
-        self.client = o.client(
-            o.url("notifier teams"),
-            "notifier teams",
-        )
+        self.client = o.webhook_client("notifier teams")
 
     def payload(self, alert: Alert, links: Links | None = None) -> dict[str, Any]:
         links = links_for(alert) if links is None else links

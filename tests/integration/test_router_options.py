@@ -7,13 +7,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from celery import Celery
 
 from canary.errors import ConfigError
 from canary.local import LocalFleet
+from tests.unit.routers.test_options import BAD_CONFIG, BAD_CONFIG_PROBLEMS
 
 pytestmark = pytest.mark.integration
 
@@ -32,10 +32,7 @@ notifiers:
   - type: webhook
     url: 12
 """
-PROBLEMS = [
-    "router.sockett: unknown field 'sockett'; did you mean 'socket'?",
-    "notifiers[0].url: input should be a valid string",
-]
+PROBLEMS = BAD_CONFIG_PROBLEMS
 
 
 @pytest.mark.parametrize("command", [["rollout", "start"], ["run"]])
@@ -75,18 +72,10 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
 
 
 def test_the_start_rollout_task_answers_with_the_same_problems(fleet: LocalFleet) -> None:
-    config: dict[str, Any] = {
-        "name": "shop",
-        "stable": {"url": "http://127.0.0.1:8001"},
-        "canary": {"url": "http://127.0.0.1:8002"},
-        "transactions": ["browse.yaml"],
-        "router": {"type": "haproxy", "sockett": "/run/haproxy.sock"},
-        "notifiers": [{"type": "webhook", "url": 12}],
-    }
     app = Celery("test-client", broker=fleet.redis_url, backend=fleet.redis_url)
     app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
     result = app.send_task(
-        "canary.start_rollout", args=[config, [], None], queue=fleet.control_queue
+        "canary.start_rollout", args=[BAD_CONFIG, [], None], queue=fleet.control_queue
     )
     with pytest.raises(ConfigError) as exc:
         result.get(timeout=60)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -75,21 +76,25 @@ def test_every_plugin_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert "secret-token" not in "\n".join(got)
 
 
+# The two examples of issue 12.4, as the Celery API receives them, and what it must answer.
+BAD_CONFIG: dict[str, Any] = {
+    "name": "shop",
+    "stable": {"url": "http://127.0.0.1:8001"},
+    "canary": {"url": "http://127.0.0.1:8002"},
+    "transactions": ["browse.yaml"],
+    "router": {"type": "haproxy", "sockett": "/run/haproxy.sock"},
+    "notifiers": [{"type": "webhook", "url": 12}],
+}
+BAD_CONFIG_PROBLEMS = [
+    "router.sockett: unknown field 'sockett'; did you mean 'socket'?",
+    "notifiers[0].url: input should be a valid string",
+]
+
+
 def test_the_json_api_gets_the_same_problems() -> None:
-    config = {
-        "name": "shop",
-        "stable": {"url": "http://127.0.0.1:8001"},
-        "canary": {"url": "http://127.0.0.1:8002"},
-        "transactions": ["browse.yaml"],
-        "router": {"type": "haproxy", "sockett": "/run/haproxy.sock"},
-        "notifiers": [{"type": "webhook", "url": 12}],
-    }
     with pytest.raises(ConfigError) as exc:
-        validate_config(config)
-    assert [f"{p.path}: {p.message}" for p in exc.value.problems] == [
-        "router.sockett: unknown field 'sockett'; did you mean 'socket'?",
-        "notifiers[0].url: input should be a valid string",
-    ]
+        validate_config(BAD_CONFIG)
+    assert [f"{p.path}: {p.message}" for p in exc.value.problems] == BAD_CONFIG_PROBLEMS
 
 
 def test_building_a_router_checks_the_same_model() -> None:
