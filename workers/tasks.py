@@ -21,7 +21,7 @@ from canary.errors import CanaryError, StoreError
 from canary.fleet import run_batch
 from canary.flower import task_argsrepr
 from canary.rollout import controller
-from canary.rollout.config import RolloutConfig
+from canary.rollout.config import validate_config
 from canary.settings import load_settings
 from canary.store import Store
 from canary.store.redis_store import connect
@@ -236,7 +236,8 @@ def start_rollout(
     """Create a rollout from a config and its transactions (plain JSON); returns its id."""
     from canary.transactions import Transaction
 
-    cfg = RolloutConfig.model_validate(config)
+    # Checked as `rollout start` checks a file, so a bad option is answered, not left to a step.
+    cfg = validate_config(config)
     txs = [Transaction.model_validate(t).model_dump(mode="json") for t in transactions]
     record = controller.create(_ctx(), cfg, txs, rollout_id=rollout_id)
     return str(record["id"])

@@ -3,33 +3,50 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
+
+from pydantic import BaseModel
 
 from canary.errors import ConfigError, unknown_name
 from canary.notifiers.alertmanager import AlertmanagerNotifier
 from canary.notifiers.base import Alert, Notifier
+from canary.notifiers.discord import DiscordNotifier
+from canary.notifiers.email import EmailNotifier
 from canary.notifiers.log import LogNotifier
+from canary.notifiers.pagerduty import PagerDutyNotifier
 from canary.notifiers.slack import SlackNotifier
+from canary.notifiers.teams import TeamsNotifier
 from canary.notifiers.webhook import WebhookNotifier
 
 log = logging.getLogger(__name__)
 
-NOTIFIERS: dict[str, type] = {
+NOTIFIERS: dict[str, type[Any]] = {
     "log": LogNotifier,
     "webhook": WebhookNotifier,
     "slack": SlackNotifier,
     "alertmanager": AlertmanagerNotifier,
+    "teams": TeamsNotifier,
+    "discord": DiscordNotifier,
+    "pagerduty": PagerDutyNotifier,
+    "email": EmailNotifier,
 }
 
 
-def build_notifier(kind: str, options: dict[str, Any] | None = None) -> Notifier:
-    """The notifier registered as ``kind``; unknown names list the known ones."""
+def notifier_options(kind: str) -> type[BaseModel]:
+    """The options model of the notifier registered as ``kind``; unknown names list the known ones."""
     cls = NOTIFIERS.get(kind)
     if cls is None:
         raise unknown_name("notifier", kind, list(NOTIFIERS))
+    model: type[BaseModel] = cls.Options
+    return model
+
+
+def build_notifier(kind: str, options: Mapping[str, Any] | None = None) -> Notifier:
+    """The notifier registered as ``kind``; unknown names list the known ones."""
+    notifier_options(kind)
     try:
-        notifier: Notifier = cls(**(options or {}))
+        notifier: Notifier = NOTIFIERS[kind](**(options or {}))
     except TypeError as exc:
         raise ConfigError(f"notifier {kind}: {exc}") from None
     return notifier
@@ -50,4 +67,4 @@ def deliver(notifiers: Iterable[Notifier], alert: Alert) -> list[str]:
     return failed
 
 
-__all__ = ["NOTIFIERS", "Alert", "Notifier", "build_notifier", "deliver"]
+__all__ = ["NOTIFIERS", "Alert", "Notifier", "build_notifier", "deliver", "notifier_options"]

@@ -5,9 +5,21 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from canary.errors import NotifierError
-from canary.notifiers.base import Alert
-from canary.notifiers.transport import HttpClient, secret_from_env
+from pydantic import Field
+
+from canary.http_out import HttpURL, secret_from_env
+from canary.notifiers.base import Alert, HttpOptions
+from canary.plugins import parse_options
+
+
+class AlertmanagerOptions(HttpOptions):
+    """A ``notifiers:`` entry of ``type: alertmanager``."""
+
+    url: HttpURL
+    labels: dict[str, str] = Field(default_factory=dict)
+    generator_url: str | None = None
+    ttl: float | None = Field(default=None, gt=0)
+    bearer_token_env: str | None = None
 
 
 class AlertmanagerNotifier:
@@ -21,29 +33,17 @@ class AlertmanagerNotifier:
 
     name = "alertmanager"
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        labels: dict[str, str] | None = None,
-        generator_url: str | None = None,
-        ttl: float | None = None,
-        bearer_token_env: str | None = None,
-        timeout: float = 5.0,
-        retries: int = 2,
-        backoff: float = 0.5,
-    ) -> None:
-        token = secret_from_env(bearer_token_env, "notifier alertmanager")
-        self.labels = {str(k): str(v) for k, v in (labels or {}).items()}
-        self.generator_url = generator_url
-        self.ttl = float(ttl) if ttl is not None else None
-        self.client = HttpClient(
-            url.rstrip("/") + "/api/v2/alerts",
+    Options = AlertmanagerOptions
+
+    def __init__(self, **options: Any) -> None:
+        o = parse_options(AlertmanagerOptions, options, "notifier alertmanager")
+        token = secret_from_env(o.bearer_token_env, "notifier alertmanager")
+        self.labels = dict(o.labels)
+        self.generator_url = o.generator_url
+        self.ttl = o.ttl
+        self.client = o.client(
+            o.url.rstrip("/") + "/api/v2/alerts",
             "notifier alertmanager",
-            NotifierError,
-            timeout=float(timeout),
-            retries=int(retries),
-            backoff=float(backoff),
             secret_headers={"Authorization": f"Bearer {token}"} if token else {},
             path_is_secret=False,
         )

@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
+from pydantic import Field, model_validator
+
+from canary.errors import NotifierError
+from canary.http_out import HttpClient, HttpURL, secret_from_env
+from canary.plugins import Options
+
 AlertKind = Literal["rollback", "promotion", "error_budget", "predicted_breach", "stuck", "failure"]
 
 
@@ -30,6 +36,51 @@ class Alert:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class HttpOptions(Options):
+    """Options every HTTP channel shares."""
+
+    timeout: float = Field(default=5.0, gt=0, description="seconds per attempt")
+    retries: int = Field(default=2, ge=0, description="extra attempts")
+    backoff: float = Field(default=0.5, ge=0, description="first delay; doubles each time")
+
+    def client(self, url: str, what: str, **settings: Any) -> HttpClient:
+        """The channel's HTTP client: these timeouts and retries, failures as NotifierError."""
+        return HttpClient(
+            url,
+            what,
+            NotifierError,
+            timeout=self.timeout,
+            retries=self.retries,
+            backoff=self.backoff,
+            **settings,
+        )
+
+
+class WebhookURLOptions(HttpOptions):
+    """Options of a channel whose webhook URL is its credential (Slack, Teams, Discord)."""
+
+    webhook_url_env: str | None = Field(
+        default=None, description="Variable holding the webhook URL (preferred)."
+    )
+    webhook_url: HttpURL | None = Field(
+        default=None, description="The URL itself, if it must be in the file."
+    )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookURLOptions:
+        if not (self.webhook_url or self.webhook_url_env):
+            raise ValueError("set webhook_url_env (or webhook_url)")
+        return self
+
+    def url(self, what: str) -> str:
+        """The webhook URL: from the environment when ``webhook_url_env`` names a variable."""
+        return secret_from_env(self.webhook_url_env, what) or self.webhook_url or ""
+
+    def webhook_client(self, what: str) -> HttpClient:
+        """The client that posts to the webhook URL (whose path and query stay secret)."""
+        return self.client(self.url(what), what)
 
 
 @runtime_checkable

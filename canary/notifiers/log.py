@@ -6,19 +6,25 @@ import logging
 from typing import Any
 
 from canary.notifiers.base import Alert
+from canary.plugins import Options, parse_options
 
 log = logging.getLogger("canary.alerts")
 
 _LEVELS = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
 
 
+class LogOptions(Options):
+    """The log channel takes no options."""
+
+
 class LogNotifier:
     """Writes each alert as one log line with its reasons."""
 
     name = "log"
+    Options = LogOptions
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        parse_options(LogOptions, options, "notifier log")
 
     def send(self, alert: Alert) -> None:
         reasons = "; ".join(alert.reasons)

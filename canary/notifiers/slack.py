@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from canary.errors import ConfigError, NotifierError
-from canary.notifiers.base import Alert
-from canary.notifiers.transport import HttpClient, secret_from_env
+from canary.notifiers.base import Alert, WebhookURLOptions
+from canary.notifiers.links import Links, links_for
+from canary.plugins import parse_options
 
 _ICONS = {"info": ":large_green_circle:", "warning": ":warning:", "critical": ":rotating_light:"}
 _MAX_REASONS = 10
 _MAX_TEXT = 2900  # Slack rejects section text over 3000 characters
+
+
+class SlackOptions(WebhookURLOptions):
+    """A ``notifiers:`` entry of ``type: slack``."""
+
+    mention: str | None = None
 
 
 class SlackNotifier:
@@ -22,30 +28,15 @@ class SlackNotifier:
 
     name = "slack"
 
-    def __init__(
-        self,
-        webhook_url: str | None = None,
-        *,
-        webhook_url_env: str | None = None,
-        mention: str | None = None,
-        timeout: float = 5.0,
-        retries: int = 2,
-        backoff: float = 0.5,
-    ) -> None:
-        url = secret_from_env(webhook_url_env, "notifier slack") or webhook_url
-        if not url:
-            raise ConfigError("notifier slack: set webhook_url_env (or webhook_url)")
-        self.mention = mention
-        self.client = HttpClient(
-            url,
-            "notifier slack",
-            NotifierError,
-            timeout=float(timeout),
-            retries=int(retries),
-            backoff=float(backoff),
-        )
+    Options = SlackOptions
 
-    def payload(self, alert: Alert) -> dict[str, Any]:
+    def __init__(self, **options: Any) -> None:
+        o = parse_options(SlackOptions, options, "notifier slack")
+        self.mention = o.mention
+        self.client = o.webhook_client("notifier slack")
+
+    def payload(self, alert: Alert, links: Links | None = None) -> dict[str, Any]:
+        links = links_for(alert) if links is None else links
         icon = _ICONS.get(alert.severity, "")
         state = "resolved: " if alert.resolved else ""
         headline = f"{icon} *{state}{alert.summary}*"
@@ -71,6 +62,18 @@ class SlackNotifier:
             blocks.append(
                 {"type": "section", "text": {"type": "mrkdwn", "text": lines[:_MAX_TEXT]}}
             )
+        if links.all():
+            buttons: list[dict[str, Any]] = []
+            for link in links.all():
+                button = {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": link.text},
+                    "url": link.url,
+                }
+                if link.style:
+                    button["style"] = link.style
+                buttons.append(button)
+            blocks.append({"type": "actions", "elements": buttons})
         blocks.append(
             {
                 "type": "context",

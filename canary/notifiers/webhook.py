@@ -5,9 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from canary.errors import NotifierError
-from canary.notifiers.base import Alert
-from canary.notifiers.transport import HttpClient, secret_from_env
+from pydantic import Field
+
+from canary.http_out import HttpURL, secret_from_env
+from canary.notifiers.base import Alert, HttpOptions
+from canary.plugins import parse_options
+
+
+class WebhookOptions(HttpOptions):
+    """A ``notifiers:`` entry of ``type: webhook``."""
+
+    url: HttpURL
+    secret_env: str | None = None
+    secret_header: str = "X-Canary-Token"
+    headers: dict[str, str] = Field(default_factory=dict)
 
 
 class WebhookNotifier:
@@ -18,27 +29,16 @@ class WebhookNotifier:
 
     name = "webhook"
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        secret_env: str | None = None,
-        secret_header: str = "X-Canary-Token",
-        headers: dict[str, str] | None = None,
-        timeout: float = 5.0,
-        retries: int = 2,
-        backoff: float = 0.5,
-    ) -> None:
-        secret = secret_from_env(secret_env, "notifier webhook")
-        self.client = HttpClient(
-            url,
+    Options = WebhookOptions
+
+    def __init__(self, **options: Any) -> None:
+        o = parse_options(WebhookOptions, options, "notifier webhook")
+        secret = secret_from_env(o.secret_env, "notifier webhook")
+        self.client = o.client(
+            o.url,
             "notifier webhook",
-            NotifierError,
-            timeout=float(timeout),
-            retries=int(retries),
-            backoff=float(backoff),
-            headers=dict(headers or {}),
-            secret_headers={secret_header: secret} if secret else {},
+            headers=dict(o.headers),
+            secret_headers={o.secret_header: secret} if secret else {},
         )
 
     def payload(self, alert: Alert) -> dict[str, Any]:

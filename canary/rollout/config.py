@@ -7,7 +7,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from canary.analysis.slo import SLO
 from canary.documents import Document, load_document, parse_model
@@ -218,6 +219,71 @@ class PluginSpec(BaseModel):
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
+    def _check(self, kind: str, options_of: Any) -> PluginSpec:
+        """Check the options against the plugin's own model, so typos fail here, not mid-rollout."""
+        from canary.plugins import option_problems
+
+        try:
+            model = options_of(self.type)
+        except ConfigError as exc:
+            raise ValidationError.from_exception_data(
+                kind, [_error(("type",), str(exc), self.type)]
+            ) from None
+        extra = self.options()
+        problems = option_problems(model, extra)
+        if problems:
+            raise ValidationError.from_exception_data(
+                kind,
+                [
+                    InitErrorDetails(type="missing", loc=p.path, input=extra)
+                    if p.missing
+                    else _error(p.path, p.message, _value(extra, p.path))
+                    for p in problems
+                ],
+            )
+        return self
+
+
+class RouterSpec(PluginSpec):
+    """The ``router:`` block: ``type`` and that router's options (canary/routers/)."""
+
+    @model_validator(mode="after")
+    def _options(self) -> RouterSpec:
+        from canary.routers import router_options
+
+        self._check("router", router_options)
+        return self
+
+
+class NotifierSpec(PluginSpec):
+    """One ``notifiers:`` entry: ``type`` and that channel's options (canary/notifiers/)."""
+
+    @model_validator(mode="after")
+    def _options(self) -> NotifierSpec:
+        from canary.notifiers import notifier_options
+
+        self._check("notifier", notifier_options)
+        return self
+
+
+def _error(loc: tuple[str | int, ...], message: str, value: Any) -> InitErrorDetails:
+    # A custom type, not pydantic's extra_forbidden: the message already names the plugin's
+    # own options, which the rollout file's schema cannot know.
+    return InitErrorDetails(
+        type=PydanticCustomError("plugin_option", "{message}", {"message": message}),
+        loc=loc,
+        input=value,
+    )
+
+
+def _value(data: Any, path: tuple[str | int, ...]) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
 
 class RolloutConfig(_Strict):
     """A rollout as an operator writes it."""
@@ -235,8 +301,8 @@ class RolloutConfig(_Strict):
     probes: Probes = Field(default_factory=Probes)
     slo: SLOSpec = Field(default_factory=SLOSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
-    router: PluginSpec = Field(default_factory=lambda: PluginSpec(type="noop"))
-    notifiers: list[PluginSpec] = Field(default_factory=lambda: [PluginSpec(type="log")])
+    router: RouterSpec = Field(default_factory=lambda: RouterSpec(type="noop"))
+    notifiers: list[NotifierSpec] = Field(default_factory=lambda: [NotifierSpec(type="log")])
 
     @field_validator("name", "service")
     @classmethod
@@ -286,27 +352,19 @@ def load_rollout(path: str | Path) -> tuple[RolloutConfig, list[dict[str, Any]]]
     return config, txs
 
 
+def validate_config(data: Any, name: str = "config") -> RolloutConfig:
+    """A rollout config sent as plain JSON (the Celery API), checked like a file.
+
+    Problems are the loader's, naming the field (there is no file, so each is at ``name:1:1``).
+    """
+    return parse_model(RolloutConfig, Document(name, data))
+
+
 def _check_plugins(config: RolloutConfig, doc: Document) -> list[Problem]:
     from canary.analysis.judge import JUDGES
-    from canary.notifiers import NOTIFIERS
-    from canary.routers import ROUTERS
 
+    # Router and notifier options are checked by RouterSpec and NotifierSpec themselves.
     out: list[Problem] = []
-    if config.router.type not in ROUTERS:
-        out.append(
-            doc.problem(
-                ("router", "type"),
-                f"unknown router {config.router.type!r}; known: {', '.join(sorted(ROUTERS))}",
-            )
-        )
-    for i, n in enumerate(config.notifiers):
-        if n.type not in NOTIFIERS:
-            out.append(
-                doc.problem(
-                    ("notifiers", i, "type"),
-                    f"unknown notifier {n.type!r}; known: {', '.join(sorted(NOTIFIERS))}",
-                )
-            )
     from canary.analysis.engine import EngineSettings
 
     try:

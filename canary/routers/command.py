@@ -13,8 +13,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field, field_validator, model_validator
+
 from canary.errors import ConfigError, RouterError
+from canary.plugins import Options, parse_options
 from canary.routers.base import RouteContext, check_weight
+from canary.routers.command_allow import CommandPolicy, load_policy
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +59,10 @@ def placeholders(template: str) -> list[str]:
     return names
 
 
-def render(template: str, values: dict[str, Any]) -> str:
-    """``template`` with each ``{{ name }}`` or ``{{ name.attr }}`` replaced by its shell-quoted
-    value. Nothing is evaluated; a variable without a value is a RouterError.
+def render(template: str, values: dict[str, Any], quote: Any = shlex.quote) -> str:
+    """``template`` with each ``{{ name }}`` or ``{{ name.attr }}`` replaced by its value, passed
+    through ``quote`` (shell quoting by default; ``str`` for one word of a command run without a
+    shell). Nothing is evaluated; a variable without a value is a RouterError.
     """
     placeholders(template)
 
@@ -69,9 +74,15 @@ def render(template: str, values: dict[str, Any]) -> str:
             found = found.get(attr) if isinstance(found, dict) else None
         if found is None:
             raise RouterError(f"command router: {{{{ {name} }}}} has no value in this rollout")
-        return shlex.quote(str(found))
+        return str(quote(str(found)))
 
     return _PLACEHOLDER.sub(value, template)
+
+
+def allowed_words(policy: CommandPolicy, template: str) -> list[str]:
+    """The words of ``template`` that ``policy`` lets run; ValueError when it refuses."""
+    # ``{{ weight }}`` has spaces inside; written ``{{weight}}`` it stays within one word.
+    return policy.check(_PLACEHOLDER.sub(lambda m: "{{" + m.group("name") + "}}", template))
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +106,53 @@ class CommandResult:
         return "\n".join(parts)
 
 
+class CommandOptions(Options):
+    """The ``router:`` block of ``type: command``."""
+
+    set_weight: str | None = None
+    verify: str | None = None
+    promote: str | None = None
+    rollback: str | None = None
+    timeout: float = Field(default=60.0, gt=0)
+    shell: str = "/bin/sh"
+    cwd: str | None = None
+    env: dict[str, str | int | float] = Field(default_factory=dict)
+    max_output: int = Field(default=4000, ge=0)
+
+    @field_validator("set_weight", "verify", "promote", "rollback")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                placeholders(v)
+            except ConfigError as exc:
+                raise ValueError(str(exc).removeprefix("router command: ")) from None
+            policy = load_policy()
+            if policy.enforced:
+                allowed_words(policy, v)
+        return v
+
+    @field_validator("shell", "env")
+    @classmethod
+    def _no_shell_under_allow_list(cls, v: Any) -> Any:
+        # Either could change what an allowed program does (BASH_ENV, LD_PRELOAD, PATH, ...).
+        policy = load_policy()
+        if v and v != "/bin/sh" and policy.enforced:
+            raise ValueError(f"not allowed when {policy.source} is set on the workers")
+        return v
+
+    @model_validator(mode="after")
+    def _some_action(self) -> CommandOptions:
+        if not (self.set_weight or self.promote or self.rollback):
+            raise ValueError("give at least one of set_weight, promote, rollback")
+        return self
+
+    def commands(self) -> dict[str, str]:
+        """The command template of each action that has one."""
+        given = (self.set_weight, self.verify, self.promote, self.rollback)
+        return {a: t for a, t in zip(ACTIONS, given, strict=True) if t}
+
+
 class CommandRouter:
     """Runs a shell command per action; non-zero exit (or a timeout) is a RouterError.
 
@@ -105,36 +163,26 @@ class CommandRouter:
 
     name = "command"
 
-    def __init__(
-        self,
-        set_weight: str | None = None,
-        verify: str | None = None,
-        promote: str | None = None,
-        rollback: str | None = None,
-        timeout: float = 60.0,
-        shell: str = "/bin/sh",
-        cwd: str | None = None,
-        env: dict[str, str] | None = None,
-        max_output: int = 4000,
-    ) -> None:
-        self.commands = {
-            action: template
-            for action, template in zip(
-                ACTIONS, (set_weight, verify, promote, rollback), strict=True
+    Options = CommandOptions
+
+    def __init__(self, **options: Any) -> None:
+        o = parse_options(CommandOptions, options, "router command")
+        self.commands = o.commands()
+        try:
+            policy = load_policy()
+            # Under an allow-list each command is a list of words run without a shell.
+            self.words = (
+                {action: allowed_words(policy, t) for action, t in self.commands.items()}
+                if policy.enforced
+                else None
             )
-            if template
-        }
-        if not self.commands.keys() & {"set_weight", "promote", "rollback"}:
-            raise ConfigError("router command: give at least one of set_weight, promote, rollback")
-        for template in self.commands.values():
-            placeholders(template)
-        if timeout <= 0:
-            raise ConfigError("router command: timeout must be > 0")
-        self.timeout = float(timeout)
-        self.shell = shell
-        self.cwd = cwd
-        self.env = {str(k): str(v) for k, v in (env or {}).items()}
-        self.max_output = int(max_output)
+        except ValueError as exc:
+            raise ConfigError(f"router command: {exc}") from None
+        self.timeout = o.timeout
+        self.shell = o.shell
+        self.cwd = o.cwd
+        self.env = {k: str(v) for k, v in o.env.items()}
+        self.max_output = o.max_output
         self.last_result: CommandResult | None = None
         self.last_output: str | None = None
 
@@ -152,11 +200,17 @@ class CommandRouter:
 
     def run(self, action: str, weight: int, ctx: RouteContext) -> CommandResult:
         """Run ``action``'s command; returns its result (a non-zero exit is not raised here)."""
-        command = render(self.commands[action], self._values(action, weight, ctx))
+        values = self._values(action, weight, ctx)
+        if self.words is None:
+            command = render(self.commands[action], values)
+            argv = [self.shell, "-c", command]
+        else:
+            argv = [render(word, values, quote=str) for word in self.words[action]]
+            command = shlex.join(argv)
         began = time.monotonic()
         try:
             proc = subprocess.Popen(
-                [self.shell, "-c", command],
+                argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -167,7 +221,7 @@ class CommandRouter:
             )
         except OSError as exc:
             raise RouterError(
-                f"command router: cannot start {self.shell!r} for {action}: {exc.strerror or exc}"
+                f"command router: cannot start {argv[0]!r} for {action}: {exc.strerror or exc}"
             ) from None
         try:
             out, err = proc.communicate(timeout=self.timeout)

@@ -7,13 +7,15 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pydantic import Field, field_validator, model_validator
+
 from canary.errors import ConfigError, RouterError
+from canary.plugins import Options, parse_options
 from canary.routers.base import RouteContext, check_weight
 
 log = logging.getLogger(__name__)
 
 ZeroState = Literal["ready", "drain", "maint"]
-_ZERO_STATES = ("ready", "drain", "maint")
 _MAX_REPLY = 1 << 20
 
 
@@ -119,6 +121,32 @@ def parse_servers_state(reply: str, backend: str) -> dict[str, ServerState]:
     return servers
 
 
+class HAProxyOptions(Options):
+    """The ``router:`` block of ``type: haproxy``."""
+
+    socket: str = "/run/haproxy/admin.sock"
+    backend: str = "app"
+    stable_server: str = "stable"
+    canary_server: str = "canary"
+    zero_state: ZeroState = "ready"
+    timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("socket")
+    @classmethod
+    def _socket(cls, v: str) -> str:
+        try:
+            parse_socket_address(v)
+        except ConfigError as exc:
+            raise ValueError(str(exc).removeprefix("router haproxy: socket ")) from None
+        return v
+
+    @model_validator(mode="after")
+    def _servers(self) -> HAProxyOptions:
+        if self.stable_server == self.canary_server:
+            raise ValueError("stable_server and canary_server must differ")
+        return self
+
+
 class HAProxyRouter:
     """Canary server gets weight w, stable 100 - w (HAProxy's weights are relative: w% exactly).
 
@@ -129,29 +157,16 @@ class HAProxyRouter:
 
     name = "haproxy"
 
-    def __init__(
-        self,
-        socket: str = "/run/haproxy/admin.sock",
-        backend: str = "app",
-        stable_server: str = "stable",
-        canary_server: str = "canary",
-        zero_state: ZeroState = "ready",
-        timeout: float = 5.0,
-    ) -> None:
-        if zero_state not in _ZERO_STATES:
-            raise ConfigError(
-                f"router haproxy: zero_state must be one of {', '.join(_ZERO_STATES)}"
-            )
-        if stable_server == canary_server:
-            raise ConfigError("router haproxy: stable_server and canary_server must differ")
-        if timeout <= 0:
-            raise ConfigError("router haproxy: timeout must be > 0")
-        self.socket = socket
-        self.backend = backend
-        self.stable_server = stable_server
-        self.canary_server = canary_server
-        self.zero_state: ZeroState = zero_state
-        self.api = RuntimeAPI(socket, float(timeout))
+    Options = HAProxyOptions
+
+    def __init__(self, **options: Any) -> None:
+        o = parse_options(HAProxyOptions, options, "router haproxy")
+        self.socket = o.socket
+        self.backend = o.backend
+        self.stable_server = o.stable_server
+        self.canary_server = o.canary_server
+        self.zero_state: ZeroState = o.zero_state
+        self.api = RuntimeAPI(o.socket, o.timeout)
 
     def _targets(self, weight: int) -> dict[str, int]:
         return {self.stable_server: 100 - weight, self.canary_server: weight}

@@ -11,8 +11,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from canary.errors import ConfigError, RouterError
+from pydantic import Field, field_validator
+
+from canary.errors import RouterError
+from canary.plugins import Options, parse_options
 from canary.procs import pid_alive
 from canary.routers.base import RouteContext, check_weight, host_port
 
@@ -90,6 +94,35 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+class NginxOptions(Options):
+    """The ``router:`` block of ``type: nginx``."""
+
+    upstream_file: str
+    conf: str = "/etc/nginx/nginx.conf"
+    upstream: str = "canary_app"
+    stable: str | None = None
+    canary: str | None = None
+    nginx: str = "nginx"
+    prefix: str | None = None
+    pid_file: str | None = None
+    server_params: str = ""
+    timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("upstream")
+    @classmethod
+    def _upstream(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"upstream name {v!r} is not a plain name")
+        return v
+
+    @field_validator("server_params")
+    @classmethod
+    def _params(cls, v: str) -> str:
+        if ";" in v or "{" in v or "}" in v:
+            raise ValueError("must be parameters only (no ; { })")
+        return v
+
+
 class NginxRouter:
     """Writes ``upstream_file``, runs ``nginx -t``, then reloads nginx (SIGHUP or ``-s reload``).
 
@@ -101,35 +134,20 @@ class NginxRouter:
 
     name = "nginx"
 
-    def __init__(
-        self,
-        upstream_file: str,
-        conf: str = "/etc/nginx/nginx.conf",
-        upstream: str = "canary_app",
-        stable: str | None = None,
-        canary: str | None = None,
-        nginx: str = "nginx",
-        prefix: str | None = None,
-        pid_file: str | None = None,
-        server_params: str = "",
-        timeout: float = 10.0,
-    ) -> None:
-        if not _NAME.match(upstream):
-            raise ConfigError(f"router nginx: upstream name {upstream!r} is not a plain name")
-        if ";" in server_params or "{" in server_params or "}" in server_params:
-            raise ConfigError("router nginx: server_params must be parameters only (no ; { })")
-        if timeout <= 0:
-            raise ConfigError("router nginx: timeout must be > 0")
-        self.upstream_file = Path(upstream_file)
-        self.conf = conf
-        self.upstream = upstream
-        self.stable = stable
-        self.canary = canary
-        self.nginx = nginx
-        self.prefix = prefix
-        self.pid_file = Path(pid_file) if pid_file else None
-        self.server_params = server_params
-        self.timeout = float(timeout)
+    Options = NginxOptions
+
+    def __init__(self, **options: Any) -> None:
+        o = parse_options(NginxOptions, options, "router nginx")
+        self.upstream_file = Path(o.upstream_file)
+        self.conf = o.conf
+        self.upstream = o.upstream
+        self.stable = o.stable
+        self.canary = o.canary
+        self.nginx = o.nginx
+        self.prefix = o.prefix
+        self.pid_file = Path(o.pid_file) if o.pid_file else None
+        self.server_params = o.server_params
+        self.timeout = o.timeout
         self.last_output: str | None = None
 
     # --- helpers ------------------------------------------------------------------------------

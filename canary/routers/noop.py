@@ -4,16 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
+from canary.plugins import Options, parse_options
 from canary.routers.base import RouteContext
+
+
+class NoopOptions(Options):
+    """The noop router takes no options."""
 
 
 class NoopRouter:
     """Accepts every weight and cannot tell what the live weight is."""
 
     name = "noop"
+    Options = NoopOptions
 
     def __init__(self, **options: Any) -> None:
-        self.options = options
+        parse_options(NoopOptions, options, "router noop")
 
     def set_weight(self, weight: int, ctx: RouteContext) -> None:
         return None

@@ -6,11 +6,27 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import Field
+
 from canary.errors import RouterError
-from canary.notifiers.transport import HttpClient, secret_from_env
+from canary.http_out import HttpClient, HttpURL, secret_from_env
+from canary.plugins import Options, parse_options
 from canary.routers.base import RouteContext, check_weight
 
 log = logging.getLogger(__name__)
+
+
+class WebhookOptions(Options):
+    """The ``router:`` block of ``type: webhook``."""
+
+    url: HttpURL
+    verify_url: HttpURL | None = None
+    secret_env: str | None = None
+    secret_header: str = "X-Canary-Token"
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: float = Field(default=5.0, gt=0)
+    retries: int = Field(default=3, ge=0)
+    backoff: float = Field(default=0.5, ge=0)
 
 
 class WebhookRouter:
@@ -24,31 +40,24 @@ class WebhookRouter:
 
     name = "webhook"
 
-    def __init__(
-        self,
-        url: str,
-        verify_url: str | None = None,
-        secret_env: str | None = None,
-        secret_header: str = "X-Canary-Token",
-        headers: dict[str, str] | None = None,
-        timeout: float = 5.0,
-        retries: int = 3,
-        backoff: float = 0.5,
-    ) -> None:
-        secret = secret_from_env(secret_env, "router webhook")
+    Options = WebhookOptions
+
+    def __init__(self, **options: Any) -> None:
+        o = parse_options(WebhookOptions, options, "router webhook")
+        secret = secret_from_env(o.secret_env, "router webhook")
         self.client = HttpClient(
-            url,
+            o.url,
             "router webhook",
             RouterError,
-            timeout=float(timeout),
-            retries=int(retries),
-            backoff=float(backoff),
-            headers=dict(headers or {}),
-            secret_headers={secret_header: secret} if secret else {},
+            timeout=o.timeout,
+            retries=o.retries,
+            backoff=o.backoff,
+            headers=dict(o.headers),
+            secret_headers={o.secret_header: secret} if secret else {},
         )
-        self.verify_url = verify_url
-        if verify_url:
-            self.client.redact.add_url(verify_url)
+        self.verify_url = o.verify_url
+        if o.verify_url:
+            self.client.redact.add_url(o.verify_url)
 
     def payload(self, action: str, weight: int, ctx: RouteContext) -> dict[str, Any]:
         def version(block: dict[str, Any]) -> dict[str, Any]:

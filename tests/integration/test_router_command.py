@@ -1,17 +1,25 @@
-"""The command router running real shell commands: templating, output, failures, timeouts."""
+"""The command router running real shell commands: templating, output, failures, timeouts, and
+the workers' allow-list of programs (CANARY_COMMAND_ALLOW)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from celery import Celery
 
 from canary.errors import ConfigError, RouterError
+from canary.local import LocalFleet
+from canary.rollout.config import load_rollout
 from canary.routers import RouteContext, build_router
 from canary.routers.command import CommandRouter
 
 pytestmark = pytest.mark.integration
+
+BROWSE = Path(__file__).resolve().parents[2] / "configs" / "transactions" / "demo-browse.yaml"
 
 CTX = RouteContext(
     "shop-42",
@@ -131,10 +139,146 @@ def test_a_missing_value_is_a_router_error() -> None:
         ({"set_weight": "echo {{ canary }}"}, r"use canary.<key>"),
         ({"set_weight": "echo {{ weight.x }}"}, "has no attributes"),
         ({"set_weight": "echo {{ __import__('os') }}"}, "is not a variable name"),
-        ({"set_weight": "true", "timeout": 0}, "timeout must be > 0"),
-        ({"set_weight": "true", "shell_command": "x"}, "unexpected keyword"),
+        ({"set_weight": "true", "timeout": 0}, "timeout: input should be greater than 0"),
+        ({"set_weight": "true", "shell_command": "x"}, "unknown field 'shell_command'"),
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         build_router("command", options)
+
+
+# --- the allow-list ---------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def deploy_script(tmp_path: Path) -> Path:
+    """An executable that appends its arguments, one per line, to ``calls.log`` beside it."""
+    script = tmp_path / "bin" / "deploy.sh"
+    script.parent.mkdir()
+    script.write_text(f'#!/bin/sh\nfor a in "$@"; do echo "$a"; done >> {tmp_path}/calls.log\n')
+    script.chmod(0o755)
+    return script
+
+
+def test_an_allowed_program_runs_without_a_shell(
+    tmp_path: Path, deploy_script: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CANARY_COMMAND_ALLOW", f"/usr/bin/true,{deploy_script}")
+    router = build_router(
+        "command",
+        {"set_weight": f"{deploy_script} --weight={{{{ weight }}}} '{{{{ canary.image }}}}' $HOME"},
+    )
+    router.set_weight(25, CTX)
+    # Each word reached the program as it was: no variable expanded, the hostile image one word.
+    assert (tmp_path / "calls.log").read_text().splitlines() == [
+        "--weight=25",
+        "registry/shop:1.1; rm -rf /",
+        "$HOME",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"set_weight": "/bin/rm -rf /tmp/nothing"}, "'/bin/rm' is not allowed by"),
+        ({"set_weight": "rm -rf /tmp/nothing"}, "'rm' is not allowed by"),
+        ({"set_weight": "{{ canary.image }} x"}, "the program cannot come from a variable"),
+        ({"set_weight": "DEPLOY; /bin/rm -rf /tmp/x"}, "shell operator ';' is not allowed"),
+        ({"set_weight": "DEPLOY $(id) | cat"}, "shell operator '|' is not allowed"),
+        ({"set_weight": "DEPLOY", "env": {"LD_PRELOAD": "/tmp/x.so"}}, "env: not allowed"),
+        ({"set_weight": "DEPLOY", "shell": "/bin/bash"}, "shell: not allowed"),
+    ],
+)
+def test_the_allow_list_refuses_everything_else(
+    deploy_script: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    options: dict[str, Any],
+    message: str,
+) -> None:
+    monkeypatch.setenv("CANARY_COMMAND_ALLOW", str(deploy_script))
+    options = {
+        k: v.replace("DEPLOY", str(deploy_script)) if isinstance(v, str) else v
+        for k, v in options.items()
+    }
+    with pytest.raises(ConfigError, match=message):
+        build_router("command", options)
+
+
+def test_the_allow_list_can_be_a_file_of_programs_and_directories(
+    tmp_path: Path, deploy_script: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    allow = tmp_path / "commands.allow"
+    allow.write_text(f"# programs the command router may run\n{deploy_script.parent}/\n")
+    monkeypatch.setenv("CANARY_COMMAND_ALLOW_FILE", str(allow))
+    build_router("command", {"set_weight": f"{deploy_script} {{{{ weight }}}}"}).set_weight(5, CTX)
+    assert (tmp_path / "calls.log").read_text() == "5\n"
+    with pytest.raises(ConfigError, match="is not allowed by CANARY_COMMAND_ALLOW_FILE"):
+        build_router("command", {"set_weight": f"{deploy_script.parent}/../x.sh"})
+    monkeypatch.setenv("CANARY_COMMAND_ALLOW_FILE", str(tmp_path / "missing.allow"))
+    with pytest.raises(ConfigError, match="cannot read"):
+        build_router("command", {"set_weight": str(deploy_script)})
+
+
+def test_none_turns_command_routers_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CANARY_COMMAND_ALLOW", "none")
+    with pytest.raises(ConfigError, match="allowed: nothing"):
+        build_router("command", {"set_weight": "/usr/bin/true"})
+
+
+def test_the_loader_points_at_the_refused_command(
+    tmp_path: Path, deploy_script: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CANARY_COMMAND_ALLOW", str(deploy_script))
+    path = tmp_path / "rollout.yaml"
+    path.write_text(
+        "name: shop\n"
+        "stable: {url: 'http://127.0.0.1:8001'}\n"
+        "canary: {url: 'http://127.0.0.1:8002'}\n"
+        f"transactions: ['{BROWSE}']\n"
+        "router:\n"
+        "  type: command\n"
+        "  set_weight: curl -X POST http://lb/weights/{{ weight }}\n"
+    )
+    with pytest.raises(ConfigError) as exc:
+        load_rollout(path)
+    (problem,) = exc.value.problems
+    assert (problem.line, problem.col, problem.path) == (7, 15, "router.set_weight")
+    assert problem.message.startswith("'curl' is not allowed by CANARY_COMMAND_ALLOW")
+
+
+@pytest.fixture()
+def guarded_fleet(tmp_path: Path, deploy_script: Path) -> Iterator[LocalFleet]:
+    fleet = LocalFleet(
+        tmp_path / "fleet",
+        env={"CANARY_COMMAND_ALLOW": str(deploy_script)},
+        probe_concurrency=1,
+        control_concurrency=1,
+    )
+    fleet.start()
+    try:
+        yield fleet
+    finally:
+        fleet.stop(timeout=3)
+
+
+def test_workers_with_an_allow_list_refuse_a_rollout_that_runs_anything_else(
+    guarded_fleet: LocalFleet, tmp_path: Path
+) -> None:
+    """Someone with Redis access sends a rollout straight to the fleet, past any CLI check."""
+    marker = tmp_path / "pwned"
+    config = {
+        "name": "shop",
+        "stable": {"url": "http://127.0.0.1:8001"},
+        "canary": {"url": "http://127.0.0.1:8002"},
+        "transactions": ["browse.yaml"],
+        "router": {"type": "command", "set_weight": f"touch {marker}"},
+    }
+    app = Celery("test-client", broker=guarded_fleet.redis_url, backend=guarded_fleet.redis_url)
+    app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
+    result = app.send_task(
+        "canary.start_rollout", args=[config, [], None], queue=guarded_fleet.control_queue
+    )
+    with pytest.raises(ConfigError, match=r"router\.set_weight: 'touch' is not allowed by"):
+        result.get(timeout=60)
+    assert not marker.exists()

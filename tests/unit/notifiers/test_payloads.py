@@ -4,10 +4,25 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from canary.notifiers import Alert, build_notifier
 from canary.notifiers.alertmanager import AlertmanagerNotifier
+from canary.notifiers.discord import DiscordNotifier
+from canary.notifiers.links import Link, Links
+from canary.notifiers.pagerduty import PagerDutyNotifier
 from canary.notifiers.slack import SlackNotifier
+from canary.notifiers.teams import TeamsNotifier
 from canary.notifiers.webhook import WebhookNotifier
+
+LINKS = Links(
+    Link("Dashboard", "https://c.example/rollouts/r1"),
+    Link("Report", "https://c.example/rollouts/r1/report"),
+    (
+        Link("Promote", "https://c.example/rollouts/r1?action=promote&token=1.a", "primary"),
+        Link("Abort", "https://c.example/rollouts/r1?action=abort&token=1.b", "danger"),
+    ),
+)
 
 
 def _alert(**changes: object) -> Alert:
@@ -66,3 +81,57 @@ def test_webhook_payload_is_the_alert_plus_time_and_key() -> None:
     body = hook.payload(_alert())
     assert body["reasons"][0] == "reason 0" and body["dedupe_key"] == "r1:error_budget"
     assert body["resolved"] is False and "timestamp" in body
+
+
+def test_slack_carries_link_buttons() -> None:
+    slack = build_notifier("slack", {"webhook_url": "https://hooks.example/x"})
+    assert isinstance(slack, SlackNotifier)
+    body = slack.payload(_alert(), LINKS)
+    (actions,) = [b for b in body["blocks"] if b["type"] == "actions"]
+    buttons = {e["text"]["text"]: (e["url"], e.get("style")) for e in actions["elements"]}
+    assert buttons == {
+        "Dashboard": ("https://c.example/rollouts/r1", None),
+        "Report": ("https://c.example/rollouts/r1/report", None),
+        "Promote": ("https://c.example/rollouts/r1?action=promote&token=1.a", "primary"),
+        "Abort": ("https://c.example/rollouts/r1?action=abort&token=1.b", "danger"),
+    }
+    assert not any(b["type"] == "actions" for b in slack.payload(_alert(), Links())["blocks"])
+
+
+def test_teams_is_an_adaptive_card_with_open_url_actions() -> None:
+    teams = build_notifier("teams", {"webhook_url": "https://example.webhook.office.com/x"})
+    assert isinstance(teams, TeamsNotifier)
+    body = teams.payload(_alert(), LINKS)
+    (attachment,) = body["attachments"]
+    card = attachment["content"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert (card["type"], card["version"]) == ("AdaptiveCard", "1.4")
+    assert [a["title"] for a in card["actions"]] == ["Dashboard", "Report", "Promote", "Abort"]
+    assert "reason 9" in card["body"][2]["text"] and "and 4 more" in card["body"][2]["text"]
+
+
+def test_discord_respects_embed_limits_and_pings_no_one() -> None:
+    discord = build_notifier("discord", {"webhook_url": "https://discord.example/api/webhooks/1/x"})
+    assert isinstance(discord, DiscordNotifier)
+    body = discord.payload(_alert(summary="@everyone " + "x" * 400, reasons=["r" * 5000]), LINKS)
+    (embed,) = body["embeds"]
+    assert len(embed["title"]) == 256 and len(embed["description"]) == 4096
+    assert body["allowed_mentions"] == {"parse": []}
+    assert (
+        "[Abort](https://c.example/rollouts/r1?action=abort&token=1.b)"
+        in embed["fields"][-1]["value"]
+    )
+
+
+def test_pagerduty_triggers_and_resolves_one_incident(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PD_KEY", "R0UT1NGKEY0123456789ABCDEFGHIJKL")
+    pd = build_notifier("pagerduty", {"routing_key_env": "PD_KEY", "component": "checkout"})
+    assert isinstance(pd, PagerDutyNotifier)
+    trigger = pd.payload(_alert(severity="critical"), LINKS)
+    assert trigger["event_action"] == "trigger" and trigger["dedup_key"] == "canary:r1:error_budget"
+    assert trigger["payload"]["severity"] == "critical"
+    assert trigger["payload"]["component"] == "checkout"
+    assert trigger["links"][0] == {"href": "https://c.example/rollouts/r1", "text": "Dashboard"}
+    resolve = pd.payload(_alert(resolved=True), LINKS)
+    assert resolve["event_action"] == "resolve" and "payload" not in resolve
+    assert resolve["dedup_key"] == trigger["dedup_key"]

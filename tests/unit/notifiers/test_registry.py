@@ -36,5 +36,8 @@ def test_a_broken_channel_does_not_stop_the_others(caplog: pytest.LogCaptureFixt
 
 
 def test_unknown_notifier_lists_known_ones() -> None:
-    with pytest.raises(ConfigError, match="known notifiers: alertmanager, log, slack, webhook"):
+    with pytest.raises(
+        ConfigError,
+        match="known notifiers: alertmanager, discord, email, log, pagerduty, slack, teams, webhook",
+    ):
         build_notifier("pager")

@@ -41,7 +41,7 @@ def test_bad_urls_are_router_errors(url: str) -> None:
 
 
 def test_every_router_is_registered() -> None:
-    assert set(ROUTERS) == {"noop", "haproxy", "nginx", "command", "webhook"}
+    assert set(ROUTERS) == {"noop", "haproxy", "nginx", "command", "webhook", "kubernetes"}
 
 
 def test_required_options_missing_is_a_config_error() -> None:

@@ -58,10 +58,11 @@ def test_a_garbled_state_line_is_a_router_error() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"zero_state": "off"}, "zero_state must be one of"),
+        ({"zero_state": "off"}, "zero_state: input should be 'ready', 'drain' or 'maint'"),
         ({"stable_server": "a", "canary_server": "a"}, "must differ"),
-        ({"timeout": 0}, "timeout must be > 0"),
-        ({"sock": "/x"}, "unexpected keyword argument 'sock'"),
+        ({"timeout": 0}, "timeout: input should be greater than 0"),
+        ({"sock": "/x"}, "sock: unknown field 'sock'; did you mean 'socket'"),
+        ({"socket": "nowhere"}, "socket: 'nowhere' is neither a unix socket path nor host:port"),
     ],
 )
 def test_bad_options_are_config_errors(options: dict[str, object], message: str) -> None:

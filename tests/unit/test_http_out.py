@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from canary.errors import ConfigError, NotifierError
-from canary.notifiers.transport import HttpClient, Redactor, safe_url, secret_from_env
+from canary.http_out import HttpClient, Redactor, safe_url, secret_from_env
 
 
 def test_redactor_masks_url_parts_and_header_values() -> None:

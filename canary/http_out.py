@@ -1,6 +1,6 @@
-"""JSON over HTTP with timeouts, retries with backoff, and secrets kept out of every message.
+"""The one outbound HTTP client: JSON, timeouts, retries with backoff, no secret in any message.
 
-Shared by the HTTP alert channels and the webhook router. It uses urllib rather than requests on
+Shared by the HTTP alert channels, the webhook router and the gate's callers. It uses urllib rather than requests on
 purpose: urllib3 logs request paths at DEBUG level, and a Slack webhook's path is its secret.
 """
 
@@ -14,8 +14,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qsl, urlsplit
+
+from pydantic import AfterValidator
 
 from canary.errors import CanaryError, ConfigError
 
@@ -81,6 +83,19 @@ def secret_from_env(variable: str | None, what: str) -> str | None:
     return value
 
 
+def check_http_url(url: str) -> str:
+    """``url`` when it is an http(s) URL with a host; ValueError (that does not echo it) if not."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # The URL itself may be the secret (Slack): say what is wrong without echoing it.
+        raise ValueError("must be an http(s) URL with a host")
+    return url
+
+
+HttpURL = Annotated[str, AfterValidator(check_http_url)]
+"""An option holding an http(s) URL, checked when the options are."""
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
@@ -107,10 +122,10 @@ class HttpClient:
     path_is_secret: bool = True
 
     def __post_init__(self) -> None:
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            # The URL itself may be the secret (Slack): say what is wrong without echoing it.
-            raise ConfigError(f"{self.what}: url must be an http(s) URL with a host")
+        try:
+            check_http_url(self.url)
+        except ValueError as exc:
+            raise ConfigError(f"{self.what}: url {exc}") from None
         if self.timeout <= 0 or self.retries < 0 or self.backoff < 0:
             raise ConfigError(f"{self.what}: timeout must be > 0, retries and backoff >= 0")
         self.redact.add_url(self.url, path_is_secret=self.path_is_secret)
