@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from canary.errors import ConfigError, StoreError
 from canary.gate.config import GateConfig
 from canary.gate.verdict import Verdict, from_record, start_failed, starting
-from canary.rollout.config import PluginSpec, RolloutConfig, SLOSpec, VersionSpec
+from canary.rollout.config import RolloutConfig, RouterSpec, SLOSpec, VersionSpec
 from canary.store import Store
 
 # A start sent to the fleet that no worker has acted on by then is a failure, not a stall.
@@ -79,7 +79,7 @@ def build_rollout(
             slo=slo,
             analysis=d.analysis,
             # The controller that called us moves traffic; the gate only judges.
-            router=PluginSpec(type="noop"),
+            router=RouterSpec(type="noop"),
             notifiers=d.notifiers,
         )
     except ValueError as exc:

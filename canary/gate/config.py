@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from canary.documents import load_document, parse_model
 from canary.errors import ConfigError, Problem
-from canary.rollout.config import AnalysisSpec, PluginSpec, Probes, Schedule, SLOSpec
+from canary.rollout.config import AnalysisSpec, NotifierSpec, Probes, Schedule, SLOSpec
 
 GATE_FILE = "gate.yaml"
 TRANSACTION_SUFFIXES = (".yaml", ".yml", ".json")
@@ -35,7 +35,7 @@ class GateDefaults(BaseModel):
     probes: Probes = Field(default_factory=Probes)
     slo: SLOSpec = Field(default_factory=SLOSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
-    notifiers: list[PluginSpec] = Field(default_factory=lambda: [PluginSpec(type="log")])
+    notifiers: list[NotifierSpec] = Field(default_factory=lambda: [NotifierSpec(type="log")])
 
 
 class GateConfig:

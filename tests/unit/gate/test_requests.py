@@ -119,6 +119,6 @@ def test_a_gate_file_with_an_unknown_notifier_lists_the_known_ones(tmp_path: Pat
     (tmp_path / "gate.yaml").write_text("notifiers: [{type: pager}]\n")
     with pytest.raises(
         ConfigError,
-        match=r"gate\.yaml:1:20: notifiers\[0\]\.type: unknown notifier 'pager'; known: .*slack",
+        match=r"gate\.yaml:1:20: notifiers\[0\]\.type: unknown notifier 'pager'; known notifiers: .*slack",
     ):
         GateConfig.load(tmp_path)
