@@ -1,0 +1,198 @@
+"""The prober against servers that misbehave on purpose: dripping bytes, stale keep-alive, redirects.
+
+Each server here is real (sockets on 127.0.0.1) and written for the one fault it shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from canary.errors import ConfigError
+from canary.probing import Target, TransactionResult, run_transaction
+from canary.transactions import Transaction, load_transaction
+from canary.transactions.jsonschema_check import first_error
+
+pytestmark = pytest.mark.integration
+
+# How long a test waits for a probe that should end within its timeout: far above it, so a busy
+# machine does not fail the test, far below "forever", which is what a drip costs without a fix.
+CEILING_S = 30.0
+
+
+class RawServer:
+    """A TCP server that hands each connection to ``serve(conn, stop)`` in its own thread."""
+
+    def __init__(self, serve: Callable[[socket.socket, threading.Event], None]) -> None:
+        self.serve = serve
+        self.stop = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.connections += 1
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn: socket.socket) -> None:
+        # OSError: the prober hung up, which is the point of most tests here.
+        with conn, contextlib.suppress(OSError):
+            self.serve(conn, self.stop)
+
+    def read_request(self, conn: socket.socket) -> bytes | None:
+        """One request's head (and its Content-Length body), or None when the client left."""
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value.strip())
+        while len(rest) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                return None
+            rest += chunk
+        with self.lock:
+            self.requests.append(head)
+        return head
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def raw_server() -> Iterator[
+    Callable[[Callable[[socket.socket, threading.Event], None]], RawServer]
+]:
+    started: list[RawServer] = []
+
+    def start(serve: Callable[[socket.socket, threading.Event], None]) -> RawServer:
+        server = RawServer(serve)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()
+
+
+def drip(conn: socket.socket, stop: threading.Event, fast: bytes, slow: bytes, gap: float) -> None:
+    """Send ``fast`` at once, then ``slow`` one byte every ``gap`` seconds, then repeat it."""
+    conn.sendall(fast)
+    while not stop.is_set():
+        for byte in slow:
+            if stop.wait(gap):
+                return
+            conn.sendall(bytes([byte]))
+
+
+def tx(**fields: Any) -> Transaction:
+    data = {"transaction_name": "t", "entrypoint_url": "/", **fields}
+    return Transaction.model_validate(data)
+
+
+def bounded_call(call: Callable[[], Any]) -> Any:
+    """``call()`` in a thread; fail the test (instead of hanging it) past CEILING_S."""
+    pool = ThreadPoolExecutor(1)
+    try:
+        return pool.submit(call).result(timeout=CEILING_S)
+    except TimeoutError:
+        pytest.fail(f"still running after {CEILING_S:g}s")
+    finally:
+        pool.shutdown(wait=False)  # a stuck thread is a daemon: it must not hang the suite too
+
+
+def run_bounded(t: Transaction, base: str, **kw: Any) -> TransactionResult:
+    result: TransactionResult = bounded_call(
+        lambda: run_transaction(t, Target("canary", base), **kw)
+    )
+    return result
+
+
+# --- 7: no $ref is ever fetched -----------------------------------------------------------------
+
+
+def test_a_remote_ref_is_refused_at_load_and_never_fetched(raw_server: Any, tmp_path: Path) -> None:
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        server.read_request(conn)
+        drip(conn, stop, b"", b"HTTP/1.1 200 OK\r\n", 0.5)
+
+    server = raw_server(serve)
+    remote = f"{server.url}/schema.json"
+    path = tmp_path / "ref.yaml"
+    path.write_text(
+        "transaction_name: ref\n"
+        "entrypoint_url: /\n"
+        "steps:\n"
+        "  - method: GET\n"
+        "    url: /\n"
+        "    response_validation:\n"
+        "      - json_schema:\n"
+        "          type: object\n"
+        "          properties:\n"
+        f"            item: {{$ref: '{remote}'}}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_transaction(path)
+    (problem,) = [str(p) for p in info.value.problems]
+    assert problem.startswith(f"{path}:8:11: steps[0].response_validation[0].json_schema: ")
+    assert f"properties/item/$ref: $ref '{remote}' points outside the schema" in problem
+    # A schema that skipped the load-time check (a hand-built model) is still not fetched.
+    schema = {"type": "object", "properties": {"item": {"$ref": remote}}}
+    why = bounded_call(lambda: first_error(schema, {"item": 1}))
+    assert why is not None and why.startswith("cannot check against the schema")
+    assert server.requests == []
+
+
+def test_refs_inside_the_schema_still_work() -> None:
+    schema = {
+        "$defs": {"sku": {"type": "string", "pattern": "^[A-Z][0-9]$"}},
+        "type": "object",
+        "properties": {"sku": {"$ref": "#/$defs/sku"}},
+    }
+    t = tx(steps=[{"method": "GET", "url": "/", "response_validation": [{"json_schema": schema}]}])
+    check = t.steps[0].response_validation[0]
+    assert check.json_schema is not None
+    assert first_error(check.json_schema, {"sku": "A1"}) is None
+    assert first_error(check.json_schema, {"sku": "a1"}) == (
+        "at $['sku']: 'a1' does not match '^[A-Z][0-9]$'"
+    )
+    with pytest.raises(ValueError, match="'#/\\$defs/nope' does not resolve"):
+        tx(
+            steps=[
+                {
+                    "method": "GET",
+                    "url": "/",
+                    "response_validation": [{"json_schema": {"$ref": "#/$defs/nope"}}],
+                }
+            ]
+        )
