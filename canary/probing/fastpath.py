@@ -10,7 +10,8 @@ following it). It keeps, per process, what requests would look up again on every
 ``merge_environment_settings`` (proxies, CA bundle, from the environment), ``get_netrc_auth``,
 ``prepare_url`` and ``HTTPAdapter.build_connection_pool_key_attributes``. ``ProbeAdapter``
 skips re-checking CA files that were already checked for a pool (``cert_verify``) and cookie
-extraction on responses without Set-Cookie (``build_response``).
+extraction on responses without Set-Cookie (``build_response``), and its pools use the
+connections of ``canary.probing.deadline``, which put each exchange under a hard deadline.
 
 The behaviour this must match is requests' own, as of requests 2.32-2.34 on urllib3 2.x:
 tests/integration/test_probe_session.py sends the same calls through ``Session.request`` and
@@ -34,6 +35,9 @@ from requests.utils import (
     get_netrc_auth,
     to_native_string,
 )
+from urllib3 import PoolManager, ProxyManager
+
+from canary.probing import deadline
 
 # Bound of each memo below: a worker probes a handful of origins and URLs, so this is not
 # reached in practice; when it is, the memo starts over rather than grow.
@@ -93,6 +97,16 @@ class ProbeAdapter(HTTPAdapter):
         self._verified: weakref.WeakKeyDictionary[Any, tuple[bool, Any, Any]] = (
             weakref.WeakKeyDictionary()
         )
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        _track(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if type(manager) is ProxyManager:  # SOCKS proxies bring connections of their own
+            _track(manager)
+        return manager
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
@@ -155,6 +169,10 @@ class ProbeAdapter(HTTPAdapter):
             return super().cert_verify(conn, url, verify, cert)
         super().cert_verify(conn, url, verify, cert)
         self._verified[conn] = settings
+
+
+def _track(manager: PoolManager) -> None:
+    manager.pool_classes_by_scheme = dict(deadline.POOL_CLASSES)
 
 
 class ProbeSession(requests.Session):
