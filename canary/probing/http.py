@@ -14,6 +14,7 @@ import requests
 import urllib3
 from requests.structures import CaseInsensitiveDict
 
+from canary.probing import deadline
 from canary.probing.fastpath import ProbeAdapter, ProbeSession, forget_environment
 from canary.probing.target import origin
 
@@ -45,6 +46,8 @@ class Response:
     url: str
     cookies: dict[str, str] = field(default_factory=dict)
     encoding: str | None = None
+    # The try that failed on a reused connection before this one (see ``send``).
+    resent: Failure | None = None
     _json: tuple[bool, Any, str] | None = None
     _text: str | None = None
 
@@ -83,6 +86,27 @@ class Failure:
     kind: Literal["connect_error", "timeout", "error"]
     message: str
     elapsed_ms: float
+    # The try that failed on a reused connection before this one (see ``send``).
+    resent: Failure | None = None
+
+
+_STALLED = {
+    deadline.CONNECT: "no connection within {}s",
+    deadline.TLS: "no TLS handshake within {}s",
+    deadline.REQUEST: "request not sent within {}s",
+    deadline.STATUS: "no status line within {}s",
+    deadline.HEADERS: "headers not complete within {}s",
+    deadline.BODY: "body not complete within {}s",
+}
+
+
+def _stalled(ex: deadline.Exchange, timeout: float, untracked: str) -> Failure:
+    """The timeout failure of ``ex``, naming the part of the exchange that did not finish."""
+    if ex.tracked:
+        message = _STALLED[ex.stalled or ex.phase].format(f"{timeout:g}")
+    else:  # a session whose connections do not report their progress
+        message = untracked.format(f"{timeout:g}")
+    return Failure("timeout", message, 0.0)
 
 
 def send(
@@ -102,19 +126,57 @@ def send(
 ) -> Response | Failure:
     """Send one request; never raises for anything the server or the network does.
 
+    ``timeout`` is a hard deadline over the whole exchange, redirects included: with a
+    ``ProbeSession`` (the fleet's, and ``run_transaction``'s own) a server that drips bytes
+    is cut off when it passes (see ``deadline``), and the failure names what was not done.
+
+    A request that fails on a reused keep-alive connection before any byte of the answer
+    arrived went to a server that had already closed that connection; it is sent once more on
+    a new connection (as browsers do), and the failed try comes back in ``resent``.
+
     Redirects are followed here, not by requests, so that ``rewrite`` can re-point each
     ``Location`` at the target: a canary redirecting to its public host must not send the probe
     to production. Credentials are dropped when a redirect leaves the origin.
     """
     start = time.perf_counter()
-    deadline = start + timeout
+    with deadline.bounded(timeout) as ex:
+        outcome = _send(
+            ex, session, method, url, headers=headers, body=body, params=params, auth=auth,
+            timeout=timeout, allow_redirects=allow_redirects, rewrite=rewrite, verify=verify,
+            max_body=max_body,
+        )  # fmt: skip
+    # The failed try (if any) has its own time: this is the time of the last one.
+    elapsed = (time.perf_counter() - start) * 1000
+    outcome.elapsed_ms = elapsed - (outcome.resent.elapsed_ms if outcome.resent else 0.0)
+    return outcome
 
-    def ms() -> float:
-        return (time.perf_counter() - start) * 1000
 
+def _send(
+    ex: deadline.Exchange,
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    body: bytes | None,
+    params: list[tuple[str, str]],
+    auth: tuple[str, str] | None,
+    timeout: float,
+    allow_redirects: bool,
+    rewrite: Callable[[str], str] | None,
+    verify: bool,
+    max_body: int,
+) -> Response | Failure:
+    start = time.perf_counter()
     hops = 0
+    resent: Failure | None = None
+
+    def failed(failure: Failure) -> Failure:
+        failure.resent = resent
+        return failure
+
     while True:
-        left = max(deadline - time.perf_counter(), 0.001)
+        left = max(ex.deadline - time.monotonic(), 0.001)
         try:
             if isinstance(session, ProbeSession) and not params:
                 resp = session.exchange(
@@ -140,24 +202,41 @@ def send(
                     verify=verify,
                 )
         except requests.exceptions.ConnectTimeout:
-            return Failure("timeout", f"no connection within {timeout:g}s", ms())
+            return failed(Failure("timeout", f"no connection within {timeout:g}s", 0.0))
         except requests.exceptions.Timeout:
-            return Failure("timeout", f"no response within {timeout:g}s", ms())
+            return failed(_stalled(ex, timeout, "no response within {}s"))
         except requests.exceptions.SSLError as exc:
-            return Failure("connect_error", f"TLS error: {_summary(exc)}", ms())
+            if ex.expired:
+                return failed(_stalled(ex, timeout, "no response within {}s"))
+            return failed(Failure("connect_error", f"TLS error: {_summary(exc)}", 0.0))
         except requests.exceptions.ConnectionError as exc:
+            if ex.expired:
+                return failed(_stalled(ex, timeout, "no response within {}s"))
+            if ex.reused and not ex.answered and resent is None:
+                ms = (time.perf_counter() - start) * 1000
+                why = f"{_summary(exc)} (a reused connection; sent again on a new one)"
+                resent = Failure("connect_error", why, ms)
+                start = time.perf_counter()
+                ex.fresh = True
+                continue
             kind: Literal["connect_error", "timeout"] = (
                 "timeout" if "timed out" in str(exc) else "connect_error"
             )
-            return Failure(kind, f"cannot connect: {_summary(exc)}", ms())
+            return failed(Failure(kind, f"cannot connect: {_summary(exc)}", 0.0))
         except Exception as exc:  # invalid URL, bad header value: the request's own fault
-            return Failure("error", f"request failed: {_summary(exc)}", ms())
+            if ex.expired:
+                return failed(_stalled(ex, timeout, "no response within {}s"))
+            return failed(Failure("error", f"request failed: {_summary(exc)}", 0.0))
+        ex.fresh = False
+        if ex.expired:  # the socket was shut down while the headers were being read
+            resp.close()
+            return failed(_stalled(ex, timeout, "no response within {}s"))
         if not (allow_redirects and resp.is_redirect):
             break
         resp.close()
         hops += 1
         if hops > MAX_REDIRECTS:
-            return Failure("error", f"more than {MAX_REDIRECTS} redirects", ms())
+            return failed(Failure("error", f"more than {MAX_REDIRECTS} redirects", 0.0))
         nxt = urljoin(resp.url, resp.headers.get("Location", ""))
         nxt = rewrite(nxt) if rewrite else nxt
         if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
@@ -167,6 +246,17 @@ def send(
             auth = None
             headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
         url, params = nxt, []
+    outcome = _read(ex, resp, method, timeout, max_body)
+    if isinstance(outcome, Failure):
+        return failed(outcome)
+    outcome.resent = resent
+    return outcome
+
+
+def _read(
+    ex: deadline.Exchange, resp: requests.Response, method: str, timeout: float, max_body: int
+) -> Response | Failure:
+    """The body of ``resp``, up to ``max_body`` bytes, before the exchange's deadline."""
     try:
         chunks: list[bytes] = []
         size = 0
@@ -176,24 +266,27 @@ def send(
             # Nothing is held back for decoding when the body is not encoded, so once the
             # announced length has arrived the read that would return b"" can be skipped.
             plain = "content-encoding" not in raw.headers
-            # read1 returns whatever has arrived, so a server dripping bytes meets the deadline.
+            # read1 returns whatever has arrived; the deadline ends a read that waits too long.
             while chunk := raw.read1(_CHUNK, decode_content=True):
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > max_body:
                     truncated = True
                     break
-                if time.perf_counter() > deadline:
-                    return Failure("timeout", f"body not complete within {timeout:g}s", ms())
+                if time.monotonic() > ex.deadline:
+                    ex.expire()
+                    break
                 if plain and raw.length_remaining == 0:
                     break
+        if ex.expired:
+            return _stalled(ex, timeout, "body not complete within {}s")
         body_bytes = b"".join(chunks)[:max_body]
         return Response(
             status=resp.status_code,
             headers=resp.headers,
             body=body_bytes,
             truncated=truncated,
-            elapsed_ms=ms(),
+            elapsed_ms=0.0,
             url=resp.url,
             cookies=_cookies(resp),
             encoding=resp.encoding
@@ -201,14 +294,20 @@ def send(
             else None,
         )
     except (requests.exceptions.ConnectionError, urllib3.exceptions.HTTPError) as exc:
-        if isinstance(exc, urllib3.exceptions.ReadTimeoutError) or "timed out" in str(exc):
-            return Failure("timeout", f"body not complete within {timeout:g}s", ms())
+        if (
+            ex.expired
+            or isinstance(exc, urllib3.exceptions.ReadTimeoutError)
+            or "timed out" in str(exc)
+        ):
+            return _stalled(ex, timeout, "body not complete within {}s")
         if isinstance(exc, urllib3.exceptions.DecodeError):
-            return Failure("error", f"cannot decode the body: {_summary(exc)}", ms())
+            return Failure("error", f"cannot decode the body: {_summary(exc)}", 0.0)
         msg = f"connection broken while reading the body: {_summary(exc)}"
-        return Failure("connect_error", msg, ms())
+        return Failure("connect_error", msg, 0.0)
     except Exception as exc:  # chunked-encoding and decompression errors from a broken server
-        return Failure("error", f"cannot read the body: {_summary(exc)}", ms())
+        if ex.expired:
+            return _stalled(ex, timeout, "body not complete within {}s")
+        return Failure("error", f"cannot read the body: {_summary(exc)}", 0.0)
     finally:
         resp.close()
 

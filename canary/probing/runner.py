@@ -147,6 +147,7 @@ class _Run:
         policy = step.retry or self.tx.retry
         attempts = policy.attempts if policy else 1
         timeout = step.timeout or self.tx.timeout
+        number = 0  # attempts recorded, including resends on a new connection
         for attempt in range(1, attempts + 1):
             outcome = send(
                 self.session,
@@ -170,7 +171,14 @@ class _Run:
                 status = self.status = outcome.status
                 reason = self._evaluate(step, outcome, entrypoint)
                 condition = "5xx" if 500 <= status <= 599 else "429" if status == 429 else None
-            self._record(label, method, url, status, outcome.elapsed_ms, reason, attempt, outcome)
+            if outcome.resent is not None:
+                number += 1
+                first = outcome.resent
+                self._record(
+                    label, method, url, None, first.elapsed_ms, first.message, number, first
+                )
+            number += 1
+            self._record(label, method, url, status, outcome.elapsed_ms, reason, number, outcome)
             if reason is None:
                 return True
             if policy and attempt < attempts and condition in policy.when:

@@ -17,6 +17,7 @@ import pytest
 
 from canary.errors import ConfigError
 from canary.probing import Target, TransactionResult, run_transaction
+from canary.probing.http import ProbeSession
 from canary.transactions import Transaction, load_transaction
 from canary.transactions.jsonschema_check import first_error
 
@@ -138,6 +139,41 @@ def run_bounded(t: Transaction, base: str, **kw: Any) -> TransactionResult:
     return result
 
 
+# --- 6: a step's timeout is a hard deadline ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fast", "slow", "stalled"),
+    [
+        (b"", b"HTTP/1.1 200 OK\r\n", "no status line within 0.5s"),
+        (b"HTTP/1.1 200 OK\r\n", b"X-Pad: abcdefgh\r\n", "headers not complete within 0.5s"),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n",
+            b"x",
+            "body not complete within 0.5s",
+        ),
+    ],
+    ids=["status-line", "headers", "body"],
+)
+def test_a_dripping_server_cannot_hold_a_probe_past_its_timeout(
+    raw_server: Any, fast: bytes, slow: bytes, stalled: str
+) -> None:
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        server.read_request(conn)
+        drip(conn, stop, fast, slow, 0.1)
+
+    server = raw_server(serve)
+    # Each byte arrives well within the timeout: only a deadline over the whole exchange ends it.
+    t = tx(entrypoint_url="/", timeout=0.5, steps=[{"method": "GET", "url": "/"}])
+    with ProbeSession() as session:
+        result = run_bounded(t, server.url, session=session)
+        again = run_bounded(t, server.url, session=session)  # the session is still usable
+    for r in (result, again):
+        assert not r.ok and r.status is None
+        assert r.error == f"entrypoint (GET {server.url}/): {stalled}", r.error
+        assert r.steps[0].error == stalled
+
+
 # --- 7: no $ref is ever fetched -----------------------------------------------------------------
 
 
@@ -196,3 +232,43 @@ def test_refs_inside_the_schema_still_work() -> None:
                 }
             ]
         )
+
+
+# --- 15: a pooled connection the server already closed ----------------------------------------
+
+
+def test_a_stale_keep_alive_connection_is_retried_once_on_a_new_one(raw_server: Any) -> None:
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        # Keep-alive timeout zero: the server answers one request per connection and keeps it
+        # open, but takes the next request on it as arriving after the timeout and hangs up
+        # without answering (what gunicorn does when a request races its keep-alive timer).
+        if server.read_request(conn) is None:
+            return
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        server.read_request(conn)
+
+    server = raw_server(serve)
+    t = tx(steps=[{"method": "POST", "url": "/", "payload": {"a": 1}}])
+    runs_per_thread, threads = 200, 4
+
+    def probe(_: int) -> list[TransactionResult]:
+        with ProbeSession() as session:
+            return [
+                run_transaction(t, Target("canary", server.url), session=session)
+                for _ in range(runs_per_thread)
+            ]
+
+    with ThreadPoolExecutor(threads) as pool:
+        results = [r for batch in pool.map(probe, range(threads)) for r in batch]
+    failed = [r.error for r in results if not r.ok]
+    assert failed == [], f"{len(failed)} of {len(results)} runs failed, e.g. {failed[0]}"
+    note = (
+        "the server closed the connection without answering "
+        "(a reused connection; sent again on a new one)"
+    )
+    again = [(1, note), (2, None)]
+    shapes = [[(s.attempt, s.error) for s in r.steps] for r in results]
+    # Each session's first request goes out on a new connection; every other one on a reused
+    # connection, then once more on a new one.
+    assert shapes.count([(1, None), *again]) == threads
+    assert shapes.count([*again, *again]) == len(results) - threads
