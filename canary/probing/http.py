@@ -17,6 +17,7 @@ from requests.structures import CaseInsensitiveDict
 from canary.probing import deadline
 from canary.probing.fastpath import ProbeAdapter, ProbeSession, forget_environment
 from canary.probing.target import origin
+from canary.transactions.models import RedirectPolicyName
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -88,8 +89,11 @@ class Failure:
     elapsed_ms: float
     # The try that failed on a reused connection before this one (see ``send``).
     resent: Failure | None = None
+    status: int | None = None  # when a response was refused (a redirect not to follow)
 
 
+# What a request still carries after a redirect to another origin (under follow_redirects: any).
+_CROSS_ORIGIN_HEADERS = ("user-agent", "content-type")
 _STALLED = {
     deadline.CONNECT: "no connection within {}s",
     deadline.TLS: "no TLS handshake within {}s",
@@ -119,7 +123,8 @@ def send(
     params: list[tuple[str, str]],
     auth: tuple[str, str] | None,
     timeout: float,
-    allow_redirects: bool,
+    redirects: RedirectPolicyName = "same-origin",
+    secret_body: bool = False,
     rewrite: Callable[[str], str] | None = None,
     verify: bool = True,
     max_body: int = MAX_BODY_BYTES,
@@ -136,13 +141,16 @@ def send(
 
     Redirects are followed here, not by requests, so that ``rewrite`` can re-point each
     ``Location`` at the target: a canary redirecting to its public host must not send the probe
-    to production. Credentials are dropped when a redirect leaves the origin.
+    to production. ``redirects`` says which to follow: ``same-origin`` (a redirect elsewhere is
+    a failure naming where it pointed), ``any`` (leaving the origin drops every header and
+    credential; a body is re-sent only when ``secret_body`` is false) or ``none``.
     """
     start = time.perf_counter()
     with deadline.bounded(timeout) as ex:
         outcome = _send(
             ex, session, method, url, headers=headers, body=body, params=params, auth=auth,
-            timeout=timeout, allow_redirects=allow_redirects, rewrite=rewrite, verify=verify,
+            timeout=timeout, redirects=redirects, secret_body=secret_body, rewrite=rewrite,
+            verify=verify,
             max_body=max_body,
         )  # fmt: skip
     # The failed try (if any) has its own time: this is the time of the last one.
@@ -162,7 +170,8 @@ def _send(
     params: list[tuple[str, str]],
     auth: tuple[str, str] | None,
     timeout: float,
-    allow_redirects: bool,
+    redirects: RedirectPolicyName,
+    secret_body: bool,
     rewrite: Callable[[str], str] | None,
     verify: bool,
     max_body: int,
@@ -231,20 +240,38 @@ def _send(
         if ex.expired:  # the socket was shut down while the headers were being read
             resp.close()
             return failed(_stalled(ex, timeout, "no response within {}s"))
-        if not (allow_redirects and resp.is_redirect):
+        if redirects == "none" or not resp.is_redirect:
             break
         resp.close()
         hops += 1
         if hops > MAX_REDIRECTS:
             return failed(Failure("error", f"more than {MAX_REDIRECTS} redirects", 0.0))
+        status = resp.status_code
         nxt = urljoin(resp.url, resp.headers.get("Location", ""))
         nxt = rewrite(nxt) if rewrite else nxt
-        if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
+        if status == 303 or (status in (301, 302) and method == "POST"):
             method, body = ("HEAD" if method == "HEAD" else "GET"), None
             headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
         if origin(nxt) != origin(resp.url):
+            if redirects == "same-origin":
+                why = (
+                    f"status {status} redirects to another origin ({nxt}); follow_redirects is "
+                    "same-origin (any would follow it, sending nothing from the definition)"
+                )
+                return failed(Failure("error", why, 0.0, status=status))
+            if body and secret_body:
+                why = (
+                    f"status {status} redirects to another origin ({nxt}) with the request "
+                    "body, which holds a secret: not sent"
+                )
+                return failed(Failure("error", why, 0.0, status=status))
+            # Leaving the origin: nothing from the definition or the target goes along
+            # (headers, cookies written as headers, credentials); the jar's cookies follow
+            # their own domain rules.
             auth = None
-            headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            headers = {k: v for k, v in headers.items() if k.lower() in _CROSS_ORIGIN_HEADERS}
+            if not body:
+                headers.pop("Content-Type", None)
         url, params = nxt, []
     outcome = _read(ex, resp, method, timeout, max_body)
     if isinstance(outcome, Failure):

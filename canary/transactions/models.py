@@ -287,6 +287,23 @@ class Retry(Model):
     max_backoff: Number = Field(5.0, ge=0, le=300, description="cap on one wait, seconds")
 
 
+RedirectPolicyName = Literal["same-origin", "any", "none"]
+
+
+def _redirect_policy(value: Any) -> Any:
+    # true/false were the first spelling: true followed redirects, false did not.
+    if value is True:
+        return "same-origin"
+    if value is False:
+        return "none"
+    return value
+
+
+RedirectPolicy = Annotated[
+    RedirectPolicyName,
+    BeforeValidator(_redirect_policy, json_schema_input_type=RedirectPolicyName | bool),
+]
+
 _METHOD = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _METHOD_ANY_CASE = Literal[
     "GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS",
@@ -318,7 +335,11 @@ class Step(Model):
     timeout: Number | None = Field(None, gt=0, le=MAX_TIMEOUT_S, description="seconds")
     retry: Retry | None = None
     delay: Number = Field(0.0, ge=0, le=MAX_TIMEOUT_S, description="seconds to wait before sending")
-    follow_redirects: bool = True
+    follow_redirects: RedirectPolicy = Field(
+        "same-origin",
+        description="same-origin (default; true means the same): a redirect elsewhere fails the "
+        "step; any: follow, sending nothing from the definition to another origin; none (false)",
+    )
 
     @field_validator("payload")
     @classmethod

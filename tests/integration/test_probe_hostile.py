@@ -5,13 +5,17 @@ Each server here is real (sockets on 127.0.0.1) and written for the one fault it
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -272,3 +276,149 @@ def test_a_stale_keep_alive_connection_is_retried_once_on_a_new_one(raw_server: 
     # connection, then once more on a new one.
     assert shapes.count([(1, None), *again]) == threads
     assert shapes.count([*again, *again]) == len(results) - threads
+
+
+# --- 9: what follows a redirect to another origin ---------------------------------------------
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """Redirects ``/away?code=C&to=URL``; answers anything else with what it was sent."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, str, dict[str, str], bytes]]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _any(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.seen.append((self.command, self.path, dict(self.headers), body))
+        url = urlsplit(self.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/away":
+            self.send_response(int(q.get("code", "302")))
+            self.send_header("Location", q["to"])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        reply = json.dumps({"body": body.decode(), "headers": dict(self.headers)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    do_GET = do_POST = _any
+
+
+@pytest.fixture
+def two_origins() -> Iterator[tuple[tuple[str, list[Any]], tuple[str, list[Any]]]]:
+    servers = []
+    for _ in range(2):
+        seen: list[Any] = []
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Recorder,), {"seen": seen}))
+        httpd.daemon_threads = True
+        threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()
+        servers.append((httpd, f"http://127.0.0.1:{httpd.server_address[1]}", seen))
+    try:
+        yield (servers[0][1], servers[0][2]), (servers[1][1], servers[1][2])
+    finally:
+        for httpd, _, _ in servers:
+            httpd.shutdown()
+            httpd.server_close()
+
+
+SECRET = 'k3y "quoted" ü'
+
+
+def _redirecting(elsewhere: str, **step: Any) -> Transaction:
+    return tx(
+        headers={"X-Api-Key": "{{ secret.API_KEY }}", "Cookie": "session=abc"},
+        auth={"basic": {"username": "bob", "password": "{{ secret.API_KEY }}"}},
+        steps=[{"method": "GET", "url": f"/away?to={elsewhere}/collect", **step}],
+    )
+
+
+def test_redirects_to_another_origin_carry_nothing_from_the_definition(
+    two_origins: tuple[tuple[str, list[Any]], tuple[str, list[Any]]],
+) -> None:
+    (base, _), (elsewhere, seen) = two_origins
+    env = {"API_KEY": SECRET}
+    target = Target("canary", base, {"X-Canary": "always"})
+
+    default = run_transaction(_redirecting(elsewhere), target, env=env)
+    assert not default.ok and default.status == 302
+    assert default.error == (
+        f"step 1 (GET {base}/away?to={elsewhere}/collect): status 302 redirects to another "
+        f"origin ({elsewhere}/collect); follow_redirects is same-origin (any would follow it, "
+        "sending nothing from the definition)"
+    )
+    assert seen == []
+    legacy = run_transaction(_redirecting(elsewhere, follow_redirects=True), target, env=env)
+    assert legacy.error == default.error and seen == []
+
+    not_followed = run_transaction(
+        _redirecting(elsewhere, follow_redirects="none", expected_response_code=302),
+        target,
+        env=env,
+    )
+    assert not_followed.ok, not_followed.error
+    assert seen == []
+
+    followed = run_transaction(_redirecting(elsewhere, follow_redirects="any"), target, env=env)
+    assert followed.ok, followed.error
+    ((method, path, headers, _),) = seen
+    assert (method, path) == ("GET", "/collect")
+    assert {k.lower() for k in headers} <= {"host", "user-agent", "accept-encoding", "accept",
+                                            "connection"}  # fmt: skip
+    seen.clear()
+
+    # A 307 keeps the method and body: a body holding a secret is not sent elsewhere.
+    post = tx(
+        steps=[
+            {"method": "POST", "url": f"/away?code=307&to={elsewhere}/collect",
+             "follow_redirects": "any", "payload": {"key": "{{ secret.API_KEY }}"}},
+            {"method": "POST", "url": f"/away?code=307&to={elsewhere}/collect",
+             "follow_redirects": "any", "payload": {"plain": 1}},
+        ]
+    )  # fmt: skip
+    posted = run_transaction(post, target, env=env)
+    assert posted.error and posted.error.endswith(
+        "with the request body, which holds a secret: not sent"
+    )
+    assert seen == []
+    plain = tx(steps=[post.steps[1].model_dump(mode="json", by_alias=True)])
+    assert run_transaction(plain, target, env=env).ok
+    ((method, _, headers, body),) = seen
+    assert (method, body) == ("POST", b'{"plain": 1}')
+    assert headers.get("Content-Type") == "application/json" and "X-Canary" not in headers
+
+
+# --- 10: secrets in every form they are sent in ------------------------------------------------
+
+
+def test_secrets_are_redacted_in_the_forms_a_server_echoes_them(
+    two_origins: tuple[tuple[str, list[Any]], tuple[str, list[Any]]],
+) -> None:
+    (base, _), _ = two_origins
+    echo = {"method": "POST", "url": "/echo", "payload": {"k": "{{ secret.API_KEY }}"}}
+    runs = [
+        tx(
+            auth={"basic": {"username": "bob", "password": "{{ secret.API_KEY }}"}},
+            steps=[{**echo, "response_validation": [
+                {"jsonpath": "$.headers.Authorization", "eq": "nope"}]}],
+        ),
+        tx(steps=[{**echo, "response_validation": [{"jsonpath": "$.body", "eq": "nope"}]}]),
+        tx(steps=[{**echo, "expected_response_code": 201}]),  # the body in the error's snippet
+    ]  # fmt: skip
+    token = base64.b64encode(f"bob:{SECRET}".encode()).decode()
+    forms = [SECRET, token, token[:8], json.dumps(SECRET)[1:-1], "quoted"]
+    for t in runs:
+        result = run_transaction(t, Target("canary", base), env={"API_KEY": SECRET})
+        dumped = json.dumps(result.to_dict(), ensure_ascii=False)
+        assert not result.ok and result.error and "***" in result.error, result.error
+        leaked = [f for f in forms if f in dumped or f in json.dumps(result.to_dict())]
+        assert leaked == [], result.error
+    assert 'found "Basic ***"' in (
+        run_transaction(runs[0], Target("canary", base), env={"API_KEY": SECRET}).error or ""
+    )
