@@ -87,6 +87,7 @@ class Exchange:
     def finish(self) -> None:
         with self.lock:
             self.done = True
+            self.sock = None  # the watchdog may hold this exchange until its deadline
 
 
 def _shut(sock: socket.socket) -> None:

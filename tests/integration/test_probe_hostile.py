@@ -422,3 +422,23 @@ def test_secrets_are_redacted_in_the_forms_a_server_echoes_them(
     assert 'found "Basic ***"' in (
         run_transaction(runs[0], Target("canary", base), env={"API_KEY": SECRET}).error or ""
     )
+
+
+# --- 8: a header value that renders into something unsendable ---------------------------------
+
+
+def test_a_rendered_header_value_with_a_line_break_is_not_sent(
+    two_origins: tuple[tuple[str, list[Any]], tuple[str, list[Any]]],
+) -> None:
+    (base, seen), _ = two_origins
+    t = tx(
+        entrypoint_url="/ok",
+        headers={"X-Api-Key": "{{ secret.API_KEY }}"},
+        steps=[{"method": "GET", "url": "/ok"}],
+    )
+    result = run_transaction(t, Target("canary", base), env={"API_KEY": "k3y\r\nX-Evil: 1"})
+    assert result.error == (
+        "entrypoint (GET /ok): header X-Api-Key: header value has a line break (CR or LF) "
+        "after rendering its templates"
+    )
+    assert "k3y" not in json.dumps(result.to_dict()) and seen == []
