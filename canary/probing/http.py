@@ -147,137 +147,110 @@ def send(
     """
     start = time.perf_counter()
     with deadline.bounded(timeout) as ex:
-        outcome = _send(
-            ex, session, method, url, headers=headers, body=body, params=params, auth=auth,
-            timeout=timeout, redirects=redirects, secret_body=secret_body, rewrite=rewrite,
-            verify=verify,
-            max_body=max_body,
-        )  # fmt: skip
-    # The failed try (if any) has its own time: this is the time of the last one.
-    elapsed = (time.perf_counter() - start) * 1000
-    outcome.elapsed_ms = elapsed - (outcome.resent.elapsed_ms if outcome.resent else 0.0)
-    return outcome
+        hops = 0
+        resent: Failure | None = None
 
+        def failed(failure: Failure) -> Failure:
+            failure.resent = resent
+            failure.elapsed_ms = (time.perf_counter() - start) * 1000
+            return failure
 
-def _send(
-    ex: deadline.Exchange,
-    session: requests.Session,
-    method: str,
-    url: str,
-    *,
-    headers: dict[str, str],
-    body: bytes | None,
-    params: list[tuple[str, str]],
-    auth: tuple[str, str] | None,
-    timeout: float,
-    redirects: RedirectPolicyName,
-    secret_body: bool,
-    rewrite: Callable[[str], str] | None,
-    verify: bool,
-    max_body: int,
-) -> Response | Failure:
-    start = time.perf_counter()
-    hops = 0
-    resent: Failure | None = None
-
-    def failed(failure: Failure) -> Failure:
-        failure.resent = resent
-        return failure
-
-    while True:
-        left = max(ex.deadline - time.monotonic(), 0.001)
-        try:
-            if isinstance(session, ProbeSession) and not params:
-                resp = session.exchange(
-                    method,
-                    url,
-                    headers=headers,
-                    body=body,
-                    auth=auth,
-                    timeout=(left, left),
-                    verify=verify,
+        while True:
+            left = max(ex.deadline - time.monotonic(), 0.001)
+            try:
+                if isinstance(session, ProbeSession) and not params:
+                    resp = session.exchange(
+                        method,
+                        url,
+                        headers=headers,
+                        body=body,
+                        auth=auth,
+                        timeout=(left, left),
+                        verify=verify,
+                    )
+                else:
+                    resp = session.request(
+                        method,
+                        url,
+                        headers=headers,
+                        data=body,
+                        params=params or None,
+                        auth=auth,
+                        timeout=(left, left),
+                        allow_redirects=False,
+                        stream=True,
+                        verify=verify,
+                    )
+            except requests.exceptions.ConnectTimeout:
+                return failed(Failure("timeout", f"no connection within {timeout:g}s", 0.0))
+            except requests.exceptions.Timeout:
+                return failed(_stalled(ex, timeout, "no response within {}s"))
+            except requests.exceptions.SSLError as exc:
+                if ex.expired:
+                    return failed(_stalled(ex, timeout, "no response within {}s"))
+                return failed(Failure("connect_error", f"TLS error: {_summary(exc)}", 0.0))
+            except requests.exceptions.ConnectionError as exc:
+                if ex.expired:
+                    return failed(_stalled(ex, timeout, "no response within {}s"))
+                if ex.reused and not ex.answered and resent is None:
+                    ms = (time.perf_counter() - start) * 1000
+                    why = f"{_summary(exc)} (a reused connection; sent again on a new one)"
+                    resent = Failure("connect_error", why, ms)
+                    start = time.perf_counter()
+                    ex.fresh = True
+                    continue
+                kind: Literal["connect_error", "timeout"] = (
+                    "timeout" if "timed out" in str(exc) else "connect_error"
                 )
-            else:
-                resp = session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=body,
-                    params=params or None,
-                    auth=auth,
-                    timeout=(left, left),
-                    allow_redirects=False,
-                    stream=True,
-                    verify=verify,
-                )
-        except requests.exceptions.ConnectTimeout:
-            return failed(Failure("timeout", f"no connection within {timeout:g}s", 0.0))
-        except requests.exceptions.Timeout:
-            return failed(_stalled(ex, timeout, "no response within {}s"))
-        except requests.exceptions.SSLError as exc:
-            if ex.expired:
+                return failed(Failure(kind, f"cannot connect: {_summary(exc)}", 0.0))
+            except Exception as exc:  # invalid URL, bad header value: the request's own fault
+                if ex.expired:
+                    return failed(_stalled(ex, timeout, "no response within {}s"))
+                return failed(Failure("error", f"request failed: {_summary(exc)}", 0.0))
+            ex.fresh = False
+            if ex.expired:  # the socket was shut down while the headers were being read
+                resp.close()
                 return failed(_stalled(ex, timeout, "no response within {}s"))
-            return failed(Failure("connect_error", f"TLS error: {_summary(exc)}", 0.0))
-        except requests.exceptions.ConnectionError as exc:
-            if ex.expired:
-                return failed(_stalled(ex, timeout, "no response within {}s"))
-            if ex.reused and not ex.answered and resent is None:
-                ms = (time.perf_counter() - start) * 1000
-                why = f"{_summary(exc)} (a reused connection; sent again on a new one)"
-                resent = Failure("connect_error", why, ms)
-                start = time.perf_counter()
-                ex.fresh = True
-                continue
-            kind: Literal["connect_error", "timeout"] = (
-                "timeout" if "timed out" in str(exc) else "connect_error"
-            )
-            return failed(Failure(kind, f"cannot connect: {_summary(exc)}", 0.0))
-        except Exception as exc:  # invalid URL, bad header value: the request's own fault
-            if ex.expired:
-                return failed(_stalled(ex, timeout, "no response within {}s"))
-            return failed(Failure("error", f"request failed: {_summary(exc)}", 0.0))
-        ex.fresh = False
-        if ex.expired:  # the socket was shut down while the headers were being read
+            if redirects == "none" or not resp.is_redirect:
+                break
             resp.close()
-            return failed(_stalled(ex, timeout, "no response within {}s"))
-        if redirects == "none" or not resp.is_redirect:
-            break
-        resp.close()
-        hops += 1
-        if hops > MAX_REDIRECTS:
-            return failed(Failure("error", f"more than {MAX_REDIRECTS} redirects", 0.0))
-        status = resp.status_code
-        nxt = urljoin(resp.url, resp.headers.get("Location", ""))
-        nxt = rewrite(nxt) if rewrite else nxt
-        if status == 303 or (status in (301, 302) and method == "POST"):
-            method, body = ("HEAD" if method == "HEAD" else "GET"), None
-            headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
-        if origin(nxt) != origin(resp.url):
-            if redirects == "same-origin":
-                why = (
-                    f"status {status} redirects to another origin ({nxt}); follow_redirects is "
-                    "same-origin (any would follow it, sending nothing from the definition)"
-                )
-                return failed(Failure("error", why, 0.0, status=status))
-            if body and secret_body:
-                why = (
-                    f"status {status} redirects to another origin ({nxt}) with the request "
-                    "body, which holds a secret: not sent"
-                )
-                return failed(Failure("error", why, 0.0, status=status))
-            # Leaving the origin: nothing from the definition or the target goes along
-            # (headers, cookies written as headers, credentials); the jar's cookies follow
-            # their own domain rules.
-            auth = None
-            headers = {k: v for k, v in headers.items() if k.lower() in _CROSS_ORIGIN_HEADERS}
-            if not body:
-                headers.pop("Content-Type", None)
-        url, params = nxt, []
-    outcome = _read(ex, resp, method, timeout, max_body)
-    if isinstance(outcome, Failure):
-        return failed(outcome)
-    outcome.resent = resent
-    return outcome
+            hops += 1
+            if hops > MAX_REDIRECTS:
+                return failed(Failure("error", f"more than {MAX_REDIRECTS} redirects", 0.0))
+            status = resp.status_code
+            nxt = urljoin(resp.url, resp.headers.get("Location", ""))
+            nxt = rewrite(nxt) if rewrite else nxt
+            if status == 303 or (status in (301, 302) and method == "POST"):
+                method, body = ("HEAD" if method == "HEAD" else "GET"), None
+                headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+            if origin(nxt) != origin(resp.url):
+                if redirects == "same-origin":
+                    why = (
+                        f"status {status} redirects to another origin ({nxt}); follow_redirects is "
+                        "same-origin (any would follow it, sending nothing from the definition)"
+                    )
+                    return failed(Failure("error", why, 0.0, status=status))
+                if body and secret_body:
+                    why = (
+                        f"status {status} redirects to another origin ({nxt}) with the request "
+                        "body, which holds a secret: not sent"
+                    )
+                    return failed(Failure("error", why, 0.0, status=status))
+                # Leaving the origin: nothing from the definition or the target goes along
+                # (headers, cookies written as headers, credentials); the jar's cookies follow
+                # their own domain rules.
+                auth = None
+                headers = {k: v for k, v in headers.items() if k.lower() in _CROSS_ORIGIN_HEADERS}
+                if not body:
+                    headers.pop("Content-Type", None)
+            url, params = nxt, []
+        outcome = _read(ex, resp, method, timeout, max_body)
+        if isinstance(outcome, Failure):
+            return failed(outcome)
+        outcome.resent = resent
+        # The failed try (if any) has its own time: this is the time of the last one.
+        outcome.elapsed_ms = (time.perf_counter() - start) * 1000
+        return outcome
 
 
 def _read(
