@@ -185,20 +185,19 @@ def send(
                 return failed(Failure("timeout", f"no connection within {timeout:g}s", 0.0))
             except requests.exceptions.Timeout:
                 return failed(_stalled(ex, timeout, "no response within {}s"))
-            except requests.exceptions.SSLError as exc:
-                if ex.expired:
-                    return failed(_stalled(ex, timeout, "no response within {}s"))
-                return failed(Failure("connect_error", f"TLS error: {_summary(exc)}", 0.0))
-            except requests.exceptions.ConnectionError as exc:
+            except requests.exceptions.ConnectionError as exc:  # SSLError included
                 if ex.expired:
                     return failed(_stalled(ex, timeout, "no response within {}s"))
                 if ex.reused and not ex.answered and resent is None:
+                    # A TLS connection the server closed often ends in an SSL EOF error.
                     ms = (time.perf_counter() - start) * 1000
                     why = f"{_summary(exc)} (a reused connection; sent again on a new one)"
                     resent = Failure("connect_error", why, ms)
                     start = time.perf_counter()
                     ex.fresh = True
                     continue
+                if isinstance(exc, requests.exceptions.SSLError):
+                    return failed(Failure("connect_error", f"TLS error: {_summary(exc)}", 0.0))
                 kind: Literal["connect_error", "timeout"] = (
                     "timeout" if "timed out" in str(exc) else "connect_error"
                 )
