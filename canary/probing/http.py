@@ -92,6 +92,9 @@ class Failure:
     status: int | None = None  # when a response was refused (a redirect not to follow)
 
 
+# The policies of follow_redirects, and the entrypoint's: it follows redirects on its origin,
+# and one to another origin is its answer (a 3xx: below 400, as the entrypoint must answer).
+Redirects = RedirectPolicyName | Literal["stay"]
 # What a request still carries after a redirect to another origin (under follow_redirects: any).
 _CROSS_ORIGIN_HEADERS = ("user-agent", "content-type")
 _STALLED = {
@@ -123,7 +126,7 @@ def send(
     params: list[tuple[str, str]],
     auth: tuple[str, str] | None,
     timeout: float,
-    redirects: RedirectPolicyName = "same-origin",
+    redirects: Redirects = "same-origin",
     secret_body: bool = False,
     rewrite: Callable[[str], str] | None = None,
     verify: bool = True,
@@ -143,7 +146,8 @@ def send(
     ``Location`` at the target: a canary redirecting to its public host must not send the probe
     to production. ``redirects`` says which to follow: ``same-origin`` (a redirect elsewhere is
     a failure naming where it pointed), ``any`` (leaving the origin drops every header and
-    credential; a body is re-sent only when ``secret_body`` is false) or ``none``.
+    credential; a body is re-sent only when ``secret_body`` is false), ``none``, or ``stay``
+    (the entrypoint's: a redirect to another origin is the answer).
     """
     start = time.perf_counter()
     with deadline.bounded(timeout) as ex:
@@ -212,13 +216,15 @@ def send(
                 return failed(_stalled(ex, timeout, "no response within {}s"))
             if redirects == "none" or not resp.is_redirect:
                 break
+            status = resp.status_code
+            nxt = urljoin(resp.url, resp.headers.get("Location", ""))
+            nxt = rewrite(nxt) if rewrite else nxt
+            if redirects == "stay" and origin(nxt) != origin(resp.url):
+                break  # the redirect out is the answer
             resp.close()
             hops += 1
             if hops > MAX_REDIRECTS:
                 return failed(Failure("error", f"more than {MAX_REDIRECTS} redirects", 0.0))
-            status = resp.status_code
-            nxt = urljoin(resp.url, resp.headers.get("Location", ""))
-            nxt = rewrite(nxt) if rewrite else nxt
             if status == 303 or (status in (301, 302) and method == "POST"):
                 method, body = ("HEAD" if method == "HEAD" else "GET"), None
                 headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}

@@ -168,7 +168,7 @@ class _Run:
                 params=[],
                 auth=auth,
                 timeout=timeout,
-                redirects=step.follow_redirects,
+                redirects="stay" if entrypoint else step.follow_redirects,
                 secret_body=self._holds_secret(body),
                 rewrite=self._repoint,
                 verify=self.tx.verify_tls,

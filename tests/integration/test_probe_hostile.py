@@ -373,6 +373,14 @@ def test_redirects_to_another_origin_carry_nothing_from_the_definition(
                                             "connection"}  # fmt: skip
     seen.clear()
 
+    # The seed's entrypoint "must answer below 400": a redirect out is its answer, not followed.
+    entry = tx(
+        entrypoint_url=f"/away?to={elsewhere}/collect", steps=[{"method": "GET", "url": "/"}]
+    )
+    entered = run_transaction(entry, target, env=env)
+    assert entered.ok and entered.steps[0].status == 302, entered.error
+    assert seen == []
+
     # A 307 keeps the method and body: a body holding a secret is not sent elsewhere.
     post = tx(
         steps=[
