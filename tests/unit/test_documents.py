@@ -158,3 +158,17 @@ def test_nesting_up_to_the_limit_loads() -> None:
     doc = parse_yaml("ok.yaml", "x: " + "[" * 99 + "]" * 99 + "\n")
     assert isinstance(doc.data["x"], list)
     assert isinstance(parse_json("ok.json", "[" * 100 + "]" * 100).data, list)
+
+
+def test_a_deep_rollout_or_transaction_file_is_a_config_error(tmp_path: Path) -> None:
+    from canary.rollout.config import load_rollout
+    from canary.transactions import load_transaction
+
+    for name, load in (("rollout.yaml", load_rollout), ("tx.yaml", load_transaction)):
+        path = tmp_path / name
+        path.write_text("name: deep\nsteps: " + "[" * 1000 + "]" * 1000 + "\n")
+        with pytest.raises(ConfigError) as exc:
+            load(path)
+        assert _problems(exc) == [
+            f"{path}:2:107: nested deeper than 100 levels of lists and mappings"
+        ]
