@@ -178,6 +178,18 @@ def test_a_dripping_server_cannot_hold_a_probe_past_its_timeout(
         assert r.steps[0].error == stalled
 
 
+def test_a_tls_handshake_that_drips_is_cut_off_too(raw_server: Any) -> None:
+    def serve(conn: socket.socket, stop: threading.Event) -> None:
+        conn.recv(65536)  # the ClientHello; the answer is a TLS record header, byte by byte
+        drip(conn, stop, b"", b"\x16\x03\x03\x40\x00", 0.1)
+
+    server = raw_server(serve)
+    base = server.url.replace("http://", "https://")
+    t = tx(timeout=0.5, steps=[{"method": "GET", "url": "/"}])
+    result = run_bounded(t, base)
+    assert result.error == f"entrypoint (GET {base}/): no TLS handshake within 0.5s", result.error
+
+
 # --- 7: no $ref is ever fetched -----------------------------------------------------------------
 
 
