@@ -16,6 +16,7 @@ from requests.structures import CaseInsensitiveDict
 
 from canary.probing import deadline
 from canary.probing.fastpath import ProbeAdapter, ProbeSession, forget_environment
+from canary.probing.redact import quiet_libraries_in_probes
 from canary.probing.target import origin
 from canary.transactions.models import RedirectPolicyName
 
@@ -29,6 +30,7 @@ __all__ = [
     "send",
 ]
 
+quiet_libraries_in_probes(lambda: deadline.current() is not None)
 MAX_BODY_BYTES = 1 << 20
 MAX_REDIRECTS = 10
 _CHUNK = 64 << 10

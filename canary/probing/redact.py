@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
@@ -99,3 +100,35 @@ class Redactor:
 
     def text(self, text: str) -> str:
         return self(text) or ""
+
+
+# Modules whose debug lines quote a request as sent (a secret in a query string included).
+_QUOTING_LOGGERS = (
+    "urllib3.connectionpool",
+    "urllib3.connection",
+    "urllib3.response",
+    "urllib3.util.retry",
+)
+
+
+class _OutsideProbes(logging.Filter):
+    """Drops the records of a library's logger made while this thread runs a probe exchange.
+
+    Those lines cannot be redacted (the library knows no secrets) and say nothing the prober's
+    own debug line for each request does not say, redacted.
+    """
+
+    def __init__(self, in_probe: Callable[[], bool]) -> None:
+        super().__init__()
+        self.in_probe = in_probe
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.in_probe()
+
+
+def quiet_libraries_in_probes(in_probe: Callable[[], bool]) -> None:
+    """Keep the HTTP libraries' own log lines about probe requests out of the logs (idempotent)."""
+    for name in _QUOTING_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OutsideProbes) for f in logger.filters):
+            logger.addFilter(_OutsideProbes(in_probe))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -462,3 +463,17 @@ def test_a_rendered_header_value_with_a_line_break_is_not_sent(
         "after rendering its templates"
     )
     assert "k3y" not in json.dumps(result.to_dict()) and seen == []
+
+
+def test_no_log_line_quotes_a_secret_even_at_debug_level(
+    two_origins: tuple[tuple[str, list[Any]], tuple[str, list[Any]]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    (base, _), _ = two_origins
+    t = tx(steps=[{"method": "GET", "url": "/echo?key={{ secret.API_KEY }}",
+                   "expected_response_code": 201}])  # fmt: skip
+    with caplog.at_level(logging.DEBUG):
+        result = run_transaction(t, Target("canary", base), env={"API_KEY": "hunter2"})
+    assert not result.ok
+    assert "/echo?key=***" in caplog.text  # the prober's own line, redacted
+    assert "hunter2" not in caplog.text
