@@ -202,7 +202,7 @@ def _walk_yaml(
 # --- JSON -------------------------------------------------------------------------------------
 
 _WS = re.compile(r"[ \t\n\r]*")
-_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
@@ -218,7 +218,6 @@ def parse_json(name: str, text: str) -> Document:
             out[k] = v
         return out
 
-    _check_json_depth(name, text)
     try:
         data = json.loads(text, object_pairs_hook=pairs)
     except json.JSONDecodeError as exc:
@@ -226,7 +225,7 @@ def parse_json(name: str, text: str) -> Document:
             [Problem(name, exc.lineno, exc.colno, "", f"invalid JSON: {exc.msg}")]
         ) from None
     except RecursionError:
-        raise ConfigError([Problem(name, 1, 1, "", "invalid JSON: nested too deeply")]) from None
+        raise _too_deep_json(name, text) from None
     doc = Document(name, data)
     lines = _LineIndex(text)
     # Positions are a courtesy: json.loads above is the authority on validity.
@@ -242,16 +241,18 @@ def parse_json(name: str, text: str) -> Document:
     return doc
 
 
-def _check_json_depth(name: str, text: str) -> None:
+def _too_deep_json(name: str, text: str) -> ConfigError:
+    """The error for JSON nested past MAX_DEPTH, at the first bracket past it."""
     depth = 0
     for m in _NESTING.finditer(text):
         ch = m.group()
         if ch in "[{":
             depth += 1
             if depth > MAX_DEPTH:
-                raise _too_deep(name, *_LineIndex(text).at(m.start()))
+                return _too_deep(name, *_LineIndex(text).at(m.start()))
         elif ch in "]}":
             depth -= 1
+    return _too_deep(name, 1, 1)
 
 
 class _LineIndex:
@@ -271,6 +272,9 @@ def _scan_json(
     """Record the position of the value at ``i`` and its children; return the index after it."""
     doc.values[path] = lines.at(i)
     ch = text[i]
+    if ch in "{[" and len(path) >= MAX_DEPTH:
+        # The scan is the one pass over every value: checking the depth here costs nothing.
+        raise _too_deep(doc.file, *doc.values[path])
     if ch == "{":
         i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
         if text[i] == "}":

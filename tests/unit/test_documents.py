@@ -133,6 +133,8 @@ def _deep_block_yaml(depth: int) -> str:
         ("flow.yaml", "x: " + "[" * 1000 + "]" * 1000 + "\n", "flow.yaml:1:103:"),
         ("block.yaml", _deep_block_yaml(1000), "block.yaml:102:201:"),
         ("deep.json", '{"x": ' + "[" * 1000 + "]" * 1000 + "}", "deep.json:1:106:"),
+        # Deep enough to refuse, not so deep that json.loads itself gives up.
+        ("150.json", '{"x": ' + "[" * 150 + "]" * 150 + "}", "150.json:1:106:"),
     ],
 )
 def test_deep_nesting_is_a_config_error_with_its_position(name: str, text: str, where: str) -> None:
