@@ -23,6 +23,9 @@ from canary.errors import ConfigError, Problem
 MAX_FILE_BYTES = 1 << 20
 # Aliases let a tiny YAML file name a huge tree ("billion laughs"); we refuse to expand past this.
 MAX_NODES = 100_000
+# Readers of a document (PyYAML's composer, our walkers, pydantic, templating) recurse per level;
+# real definitions nest a dozen levels, so far below Python's recursion limit is plenty.
+MAX_DEPTH = 100
 
 PathT = tuple[str | int, ...]
 M = TypeVar("M", bound=BaseModel)
@@ -102,11 +105,42 @@ def load_document(path: str | Path, text: str | None = None) -> Document:
 # --- YAML -------------------------------------------------------------------------------------
 
 
+def _too_deep(name: str, line: int, col: int) -> ConfigError:
+    return ConfigError(
+        [
+            Problem(
+                name, line, col, "", f"nested deeper than {MAX_DEPTH} levels of lists and mappings"
+            )
+        ]
+    )
+
+
+class _SafeLoader(yaml.SafeLoader):
+    """The safe loader, refusing to compose nodes nested deeper than MAX_DEPTH."""
+
+    def __init__(self, name: str, text: str) -> None:
+        super().__init__(text)
+        self.name = name
+        self.depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if not self.check_event(yaml.CollectionStartEvent):
+            return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _too_deep(self.name, mark.line + 1, mark.column + 1)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
 def parse_yaml(name: str, text: str) -> Document:
     """Parse YAML with the safe loader only; positions come from the node tree."""
     try:
         # The reader rejects control characters as soon as it is built, so build it in here.
-        loader = yaml.SafeLoader(text)
+        loader = _SafeLoader(name, text)
     except yaml.reader.ReaderError as exc:
         pos = max(0, min(exc.position, len(text)))
         line, col = text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1
@@ -145,6 +179,9 @@ def _walk_yaml(
             [Problem(doc.file, 1, 1, "", f"document expands to more than {MAX_NODES} values")]
         )
     doc.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.CollectionNode) and len(path) >= MAX_DEPTH:
+        # Aliases can stack shallow nodes into a deep (or endless) tree.
+        raise _too_deep(doc.file, *doc.values[path])
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -165,6 +202,7 @@ def _walk_yaml(
 # --- JSON -------------------------------------------------------------------------------------
 
 _WS = re.compile(r"[ \t\n\r]*")
+_NESTING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _NUMBER = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
@@ -187,7 +225,7 @@ def parse_json(name: str, text: str) -> Document:
             [Problem(name, exc.lineno, exc.colno, "", f"invalid JSON: {exc.msg}")]
         ) from None
     except RecursionError:
-        raise ConfigError([Problem(name, 1, 1, "", "invalid JSON: nested too deeply")]) from None
+        raise _too_deep_json(name, text) from None
     doc = Document(name, data)
     lines = _LineIndex(text)
     # Positions are a courtesy: json.loads above is the authority on validity.
@@ -201,6 +239,20 @@ def parse_json(name: str, text: str) -> Document:
     if dupes:
         raise ConfigError([doc.problem((), f"duplicate key {k!r}") for k in dupes])
     return doc
+
+
+def _too_deep_json(name: str, text: str) -> ConfigError:
+    """The error for JSON nested past MAX_DEPTH, at the first bracket past it."""
+    depth = 0
+    for m in _NESTING.finditer(text):
+        ch = m.group()
+        if ch in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return _too_deep(name, *_LineIndex(text).at(m.start()))
+        elif ch in "]}":
+            depth -= 1
+    return _too_deep(name, 1, 1)
 
 
 class _LineIndex:
@@ -220,6 +272,9 @@ def _scan_json(
     """Record the position of the value at ``i`` and its children; return the index after it."""
     doc.values[path] = lines.at(i)
     ch = text[i]
+    if ch in "{[" and len(path) >= MAX_DEPTH:
+        # The scan is the one pass over every value: checking the depth here costs nothing.
+        raise _too_deep(doc.file, *doc.values[path])
     if ch == "{":
         i = _WS.match(text, i + 1).end()  # type: ignore[union-attr]
         if text[i] == "}":
@@ -303,7 +358,9 @@ def problems_from(exc: ValidationError, doc: Document, model: type[BaseModel]) -
             msg = msg[len("Assertion failed, ") :]
         if kind == "missing":
             msg = "is required"
-        problem = doc.problem(path, msg[:1].lower() + msg[1:] if msg else "is invalid")
+        # A mapping's key that is itself invalid (a header name, say): point at the key.
+        on_key = err["loc"][-1:] == ("[key]",)
+        problem = doc.problem(path, msg[:1].lower() + msg[1:] if msg else "is invalid", key=on_key)
         if kind.endswith("_type"):
             mismatches.append((path, problem))
         problems.append(problem)

@@ -7,6 +7,7 @@ import logging
 import os
 import random
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
@@ -19,6 +20,7 @@ from canary.probing.http import Failure, ProbeSession, Response, send
 from canary.probing.redact import Redactor
 from canary.probing.result import StepResult, TransactionResult
 from canary.probing.target import Target, origin, resolve
+from canary.transactions.headers import check_header_value
 from canary.transactions.models import Retry, Step, Transaction
 from canary.transactions.templating import Context, RenderError, render_str, render_value, to_text
 
@@ -57,7 +59,8 @@ def run_transaction(
     try:
         run.execute()
     except Exception as exc:  # a bug here must cost one failed result, never a worker
-        log.exception("transaction %s crashed", tx.name)
+        # Not log.exception: the traceback's messages may quote a secret.
+        log.error("transaction %s crashed\n%s", tx.name, run.clean(traceback.format_exc()))
         run.fail(f"internal error: {type(exc).__name__}: {exc}")
     finally:
         sess.cookies = saved
@@ -96,13 +99,20 @@ class _Run:
 
     def fail(self, message: str) -> None:
         if self.error is None:
-            text = self._clean(message)
+            text = self.clean(message)
             self.error = text if len(text) <= MAX_ERROR else text[:MAX_ERROR] + "…"
 
-    def _clean(self, text: str) -> str:
+    def clean(self, text: str) -> str:
         for s in self.ctx.secrets:
             self.redact.add(s)
         return self.redact.text(text)
+
+    def _holds_secret(self, body: bytes | None) -> bool:
+        if not body:
+            return False
+        for s in self.ctx.secrets:
+            self.redact.add(s)
+        return self.redact.found(body.decode(errors="replace"))
 
     def execute(self) -> None:
         for name, value in self.tx.variables.items():
@@ -147,6 +157,7 @@ class _Run:
         policy = step.retry or self.tx.retry
         attempts = policy.attempts if policy else 1
         timeout = step.timeout or self.tx.timeout
+        number = 0  # attempts recorded, including resends on a new connection
         for attempt in range(1, attempts + 1):
             outcome = send(
                 self.session,
@@ -157,7 +168,8 @@ class _Run:
                 params=[],
                 auth=auth,
                 timeout=timeout,
-                allow_redirects=step.follow_redirects,
+                redirects="stay" if entrypoint else step.follow_redirects,
+                secret_body=self._holds_secret(body),
                 rewrite=self._repoint,
                 verify=self.tx.verify_tls,
             )
@@ -165,12 +177,21 @@ class _Run:
             if isinstance(outcome, Failure):
                 reason: str | None = outcome.message
                 condition = outcome.kind
-                status = None
+                status = outcome.status
+                if status is not None:
+                    self.status = status
             else:
                 status = self.status = outcome.status
                 reason = self._evaluate(step, outcome, entrypoint)
                 condition = "5xx" if 500 <= status <= 599 else "429" if status == 429 else None
-            self._record(label, method, url, status, outcome.elapsed_ms, reason, attempt, outcome)
+            if outcome.resent is not None:
+                number += 1
+                first = outcome.resent
+                self._record(
+                    label, method, url, None, first.elapsed_ms, first.message, number, first
+                )
+            number += 1
+            self._record(label, method, url, status, outcome.elapsed_ms, reason, number, outcome)
             if reason is None:
                 return True
             if policy and attempt < attempts and condition in policy.when:
@@ -198,13 +219,18 @@ class _Run:
             url += ("&" if "?" in url else "?") + urlencode(params)
         headers = {"User-Agent": USER_AGENT}
         for source in (self.tx.headers, step.headers):
-            headers.update({k: render_str(v, ctx) for k, v in source.items()})
+            for name, template in source.items():
+                headers[name] = _header_value(name, render_str(template, ctx))
         auth: tuple[str, str] | None = None
         spec = step.auth or self.tx.auth
+        # Credentials are secrets whether or not they came from secret.NAME.
         if spec is not None and spec.basic is not None:
             auth = (render_str(spec.basic.username, ctx), render_str(spec.basic.password, ctx))
+            self.redact.add_basic(*auth)
         elif spec is not None and spec.bearer is not None:
-            headers["Authorization"] = "Bearer " + render_str(spec.bearer, ctx)
+            token = render_str(spec.bearer, ctx)
+            self.redact.add(token)
+            headers["Authorization"] = _header_value("Authorization", "Bearer " + token)
         body: bytes | None = None
         kind = step.body_kind()
         if kind is not None:
@@ -260,8 +286,8 @@ class _Run:
         attempt: int,
         outcome: Response | Failure | None,
     ) -> None:
-        clean_url = self._clean(url)
-        clean_error = self._clean(error) if error else None
+        clean_url = self.clean(url)
+        clean_error = self.clean(error) if error else None
         resp = outcome if isinstance(outcome, Response) else None
         self.steps.append(
             StepResult(
@@ -278,6 +304,15 @@ class _Run:
             )
         )
         log.debug("%s %s %s attempt %d: %s", label, method, clean_url, attempt, clean_error or "ok")
+
+
+def _header_value(name: str, value: str) -> str:
+    """A rendered header value, refused (without quoting it) when it cannot be sent as is."""
+    try:
+        check_header_value(value)
+    except ValueError as exc:
+        raise RenderError(f"header {name}: {exc} after rendering its templates") from None
+    return value
 
 
 def _backoff(policy: Retry, attempt: int, outcome: Response | Failure) -> float:

@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from canary.transactions import expressions
+from canary.transactions.headers import check_header_name, check_header_value
 from canary.transactions.templating import RESERVED, is_var_name
 
 DEFAULT_SLA = 99.0
@@ -83,13 +84,6 @@ def _valid_codes(v: Any) -> Any:
     return v
 
 
-def _valid_headers(v: dict[str, str]) -> dict[str, str]:
-    for k, val in v.items():
-        if not k or any(c in k for c in ": \r\n") or any(c in val for c in "\r\n"):
-            raise ValueError(f"invalid header {k!r}: names have no spaces or ':'; no line breaks")
-    return v
-
-
 def _valid_schema(v: dict[str, Any]) -> dict[str, Any]:
     from canary.transactions.jsonschema_check import check_schema
 
@@ -101,7 +95,10 @@ Number = Annotated[float, Field(allow_inf_nan=False)]
 JsonPath = Annotated[str, AfterValidator(_valid_jsonpath)]
 Regex = Annotated[str, AfterValidator(_valid_regex)]
 Codes = Annotated[int | list[int], AfterValidator(_valid_codes)]
-Headers = Annotated[dict[str, str], AfterValidator(_valid_headers)]
+HeaderName = Annotated[str, AfterValidator(check_header_name)]
+# Templates render at run time, where the rendered value is checked again.
+HeaderValue = Annotated[str, AfterValidator(check_header_value)]
+Headers = dict[HeaderName, HeaderValue]
 SafeName = Annotated[
     str,
     AfterValidator(_check_name),
@@ -263,7 +260,7 @@ class Auth(Model):
     """HTTP authentication: exactly one of basic or bearer (both may use templates)."""
 
     basic: BasicAuth | None = None
-    bearer: str | None = Field(
+    bearer: HeaderValue | None = Field(
         None, min_length=1, description="token sent as 'Authorization: Bearer'"
     )
 
@@ -289,6 +286,23 @@ class Retry(Model):
     backoff: Number = Field(0.2, ge=0, le=60, description="seconds before the 2nd attempt; doubles")
     max_backoff: Number = Field(5.0, ge=0, le=300, description="cap on one wait, seconds")
 
+
+RedirectPolicyName = Literal["same-origin", "any", "none"]
+
+
+def _redirect_policy(value: Any) -> Any:
+    # true/false were the first spelling: true followed redirects, false did not.
+    if value is True:
+        return "same-origin"
+    if value is False:
+        return "none"
+    return value
+
+
+RedirectPolicy = Annotated[
+    RedirectPolicyName,
+    BeforeValidator(_redirect_policy, json_schema_input_type=RedirectPolicyName | bool),
+]
 
 _METHOD = Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _METHOD_ANY_CASE = Literal[
@@ -321,7 +335,11 @@ class Step(Model):
     timeout: Number | None = Field(None, gt=0, le=MAX_TIMEOUT_S, description="seconds")
     retry: Retry | None = None
     delay: Number = Field(0.0, ge=0, le=MAX_TIMEOUT_S, description="seconds to wait before sending")
-    follow_redirects: bool = True
+    follow_redirects: RedirectPolicy = Field(
+        "same-origin",
+        description="same-origin (default; true means the same): a redirect elsewhere fails the "
+        "step; any: follow, sending nothing from the definition to another origin; none (false)",
+    )
 
     @field_validator("payload")
     @classmethod

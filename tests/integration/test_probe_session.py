@@ -1,4 +1,4 @@
-"""ProbeSession.exchange against Session.request: the same bytes on the wire, the same outcome."""
+"""fastpath.ProbeSession.exchange against Session.request: the same bytes on the wire, the same outcome."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import requests
 
-from canary.probing.http import ProbeSession, forget_environment
+from canary.probing.fastpath import ProbeSession, forget_environment
 
 pytestmark = pytest.mark.integration
 

@@ -116,3 +116,61 @@ def test_union_branches_the_user_did_not_mean_stay_quiet(tmp_path: Path) -> None
         f"{f}:1:12: steps[1].pause: is required",
         f"{f}:1:13: steps[1].pauze: unknown field 'pauze'; did you mean 'pause'?",
     ]
+
+
+def _deep_block_yaml(depth: int) -> str:
+    lines = ["name: deep"]
+    for i in range(depth):
+        lines.append("  " * i + f"k{i}:")
+    lines.append("  " * depth + "leaf: 1")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        # The root mapping is level 1, so the 100th '[' is the first value past the limit.
+        ("flow.yaml", "x: " + "[" * 1000 + "]" * 1000 + "\n", "flow.yaml:1:103:"),
+        ("block.yaml", _deep_block_yaml(1000), "block.yaml:102:201:"),
+        ("deep.json", '{"x": ' + "[" * 1000 + "]" * 1000 + "}", "deep.json:1:106:"),
+        # Deep enough to refuse, not so deep that json.loads itself gives up.
+        ("150.json", '{"x": ' + "[" * 150 + "]" * 150 + "}", "150.json:1:106:"),
+    ],
+)
+def test_deep_nesting_is_a_config_error_with_its_position(name: str, text: str, where: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        load_document(name, text)
+    (problem,) = _problems(exc)
+    assert problem.startswith(where), problem
+    assert "nested deeper than 100 levels" in problem
+
+
+def test_aliases_cannot_stack_depth_past_the_limit() -> None:
+    # Each anchor nests the previous one 60 levels deeper: no single node is deep, the tree is.
+    lines = ["a0: &a0 1"]
+    for i in range(1, 20):
+        lines.append(f"a{i}: &a{i} " + "[" * 60 + f"*a{i - 1}" + "]" * 60)
+    with pytest.raises(ConfigError, match="nested deeper than 100 levels"):
+        parse_yaml("stack.yaml", "\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match="nested deeper than 100 levels"):
+        parse_yaml("self.yaml", "a: &a [*a]\n")
+
+
+def test_nesting_up_to_the_limit_loads() -> None:
+    doc = parse_yaml("ok.yaml", "x: " + "[" * 99 + "]" * 99 + "\n")
+    assert isinstance(doc.data["x"], list)
+    assert isinstance(parse_json("ok.json", "[" * 100 + "]" * 100).data, list)
+
+
+def test_a_deep_rollout_or_transaction_file_is_a_config_error(tmp_path: Path) -> None:
+    from canary.rollout.config import load_rollout
+    from canary.transactions import load_transaction
+
+    for name, load in (("rollout.yaml", load_rollout), ("tx.yaml", load_transaction)):
+        path = tmp_path / name
+        path.write_text("name: deep\nsteps: " + "[" * 1000 + "]" * 1000 + "\n")
+        with pytest.raises(ConfigError) as exc:
+            load(path)
+        assert _problems(exc) == [
+            f"{path}:2:107: nested deeper than 100 levels of lists and mappings"
+        ]

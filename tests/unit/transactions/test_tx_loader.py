@@ -424,3 +424,68 @@ def test_verify_tls_and_literal_braces(tmp_path: Path) -> None:
         )
     )
     assert tx.verify_tls is False
+
+
+def test_headers_that_cannot_be_sent_are_refused_at_load(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "h.yaml",
+        """\
+        transaction_name: h
+        entrypoint_url: /
+        headers: {"X-Ok": "fine", "Bad Name": x}
+        steps:
+          - method: GET
+            url: /
+            headers:
+              X-Split: "a\\r\\nX-Injected: 1"
+              X-Lf: "a\\nb"
+              "X:Colon": y
+              X-Nul: "a\\0b"
+              X-Space: " padded"
+            auth: {bearer: "t\\r\\nX-Evil: 1"}
+        """,
+    )
+    got = problems(path)
+    assert got == [
+        f"{path}:3:27: headers.Bad Name: header name 'Bad Name' has a space: names are only "
+        "letters, digits and !#$%&'*+-.^_`|~",
+        f"{path}:8:16: steps[0].headers.X-Split: header value has a line break (CR or LF)",
+        f"{path}:9:13: steps[0].headers.X-Lf: header value has a line break (CR or LF)",
+        f"{path}:10:7: steps[0].headers.X:Colon: header name 'X:Colon' has a ':': names are "
+        "only letters, digits and !#$%&'*+-.^_`|~",
+        f"{path}:11:14: steps[0].headers.X-Nul: header value has the control character '\\x00'",
+        f"{path}:12:16: steps[0].headers.X-Space: header value starts or ends with whitespace",
+        f"{path}:13:20: steps[0].auth.bearer: header value has a line break (CR or LF)",
+    ]
+    as_json = tmp_path / "h.json"
+    as_json.write_text(
+        json.dumps(
+            {
+                "transaction_name": "h",
+                "entrypoint_url": "/",
+                "steps": [{"method": "GET", "url": "/", "headers": {"X-A": "1\r\n2"}}],
+            },
+            indent=1,
+        )
+    )
+    assert problems(as_json) == [
+        f"{as_json}:9:12: steps[0].headers.X-A: header value has a line break (CR or LF)"
+    ]
+
+
+def test_check_header_is_reusable_and_never_quotes_the_value() -> None:
+    from canary.transactions.headers import check_header
+
+    check_header("X-Api-Key", "{{ secret.KEY }}")
+    check_header("X-Tab", "a\tb")
+    for name, value, message in [
+        ("X Bad", "v", "has a space"),
+        ("", "v", "cannot be empty"),
+        ("X-Ok", "s3cret\r\nX: y", "X-Ok: header value has a line break"),
+        ("X-Ok", "s3cret\x7f", "control character"),
+        ("X-Ok", "s3cret€", "not Latin-1"),
+    ]:
+        with pytest.raises(ValueError, match=message) as info:
+            check_header(name, value)
+        assert "s3cret" not in str(info.value)
