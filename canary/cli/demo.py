@@ -91,9 +91,9 @@ def _rollout_file(
 
 def run_demo(*, interval: float = 4.0, workdir: Path | None = None) -> int:
     """Run both scenarios at once; 0 when each ended as designed."""
-    from canary.demo.launch import start_demo_service
     from canary.local import free_port
-    from canary.routers.haproxy_local import haproxy_available, start_haproxy
+    from canary.local.demo import start_demo_service
+    from canary.local.haproxy import haproxy_available, start_haproxy
 
     console = Console(soft_wrap=True)
     console.print(

