@@ -34,7 +34,15 @@ from typing import IO
 
 from canary.errors import CanaryError
 
-__all__ = ["ManagedProcess", "free_port", "install_signal_handlers", "running", "stop_all"]
+__all__ = [
+    "ManagedProcess",
+    "free_port",
+    "install_signal_handlers",
+    "pid_alive",
+    "pid_running",
+    "running",
+    "stop_all",
+]
 
 _PR_SET_PDEATHSIG = 1
 _TAIL_LINES = 40
@@ -55,6 +63,17 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True  # it exists; it just is not ours to signal
     return True
+
+
+def pid_running(pid: int) -> bool:
+    """Whether ``pid`` runs: exists and is not a zombie waiting for its parent to reap it."""
+    if not pid_alive(pid):
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except (OSError, IndexError):
+        return True  # no /proc here: existing is all we can tell
 
 
 def free_port() -> int:
@@ -173,7 +192,8 @@ class ManagedProcess:
     """One child process in its own process group, with its output captured in a log file.
 
     ``env`` adds to (and overrides) this process's environment. Without ``log_path`` the output
-    goes to a temporary file. Launchers record where the process serves in ``url``.
+    goes to a temporary file. Launchers record where the process serves in ``url``; with
+    ``stop_late`` stop_all() stops it after every other process.
     """
 
     def __init__(
@@ -184,6 +204,7 @@ class ManagedProcess:
         env: dict[str, str] | None = None,
         log_path: Path | None = None,
         cwd: Path | None = None,
+        stop_late: bool = False,
     ) -> None:
         if not argv:
             raise CanaryError(f"{name}: empty command line")
@@ -191,6 +212,8 @@ class ManagedProcess:
         self.argv = list(argv)
         self.env = dict(env or {})
         self.cwd = cwd
+        # What others depend on (Redis) is stopped by stop_all() only once the rest has gone.
+        self.stop_late = stop_late
         if log_path is None:
             fd, tmp = tempfile.mkstemp(prefix=f"canary-{_safe(name)}-", suffix=".log")
             os.close(fd)
@@ -266,6 +289,17 @@ class ManagedProcess:
             _registry[self._popen.pid] = self
             _watchdog.watch(self._popen.pid)
         return self
+
+    def copy(self) -> ManagedProcess:
+        """A new, unstarted process with the same command, environment, log and folder."""
+        return ManagedProcess(
+            self.name,
+            self.argv,
+            env=self.env,
+            log_path=self.log_path,
+            cwd=self.cwd,
+            stop_late=self.stop_late,
+        )
 
     def terminate(self) -> None:
         """Send SIGTERM to the process group without waiting (``stop()`` then waits)."""
@@ -373,12 +407,22 @@ def running() -> list[ManagedProcess]:
 
 
 def stop_all(timeout: float = 10.0) -> None:
-    """Stop every registered process, newest first (dependents before what they depend on)."""
+    """Stop every registered process: all at once, those marked ``stop_late`` (Redis) after.
+
+    Each gets ``timeout`` seconds, in parallel: one after another, a few Celery workers taking
+    their warm shutdown on a busy machine would add up to longer than callers wait for us.
+    """
     if os.getpid() != _owner_pid:
         return  # a forked child must not stop its parent's processes
-    for proc in reversed(running()):
-        with contextlib.suppress(Exception):
-            proc.stop(timeout=timeout)
+    procs = list(reversed(running()))
+    for late in (False, True):
+        batch = [p for p in procs if p.stop_late == late]
+        for proc in batch:
+            with contextlib.suppress(Exception):
+                proc.terminate()
+        for proc in batch:
+            with contextlib.suppress(Exception):
+                proc.stop(timeout=timeout)
 
 
 _handlers_installed = False

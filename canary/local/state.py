@@ -9,7 +9,15 @@ from typing import Any
 
 from canary.local.procs import pid_alive
 
-__all__ = ["home", "local_redis_url", "read_state", "remove_state", "state_file", "write_state"]
+__all__ = [
+    "fleet_redis_url",
+    "home",
+    "local_redis_url",
+    "read_state",
+    "remove_state",
+    "state_file",
+    "write_state",
+]
 
 
 def home() -> Path:
@@ -48,3 +56,10 @@ def local_redis_url() -> str | None:
     """The Redis URL of the fleet `canary local up` started, or None when none runs."""
     state = read_state()
     return str(state["redis_url"]) if state else None
+
+
+def fleet_redis_url() -> str | None:
+    """The fleet every command uses: CANARY_REDIS_URL, else the `canary local up` one, else None."""
+    from canary.settings import load_settings
+
+    return load_settings().redis_url or local_redis_url()
