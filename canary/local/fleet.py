@@ -9,6 +9,7 @@ import time
 import uuid
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import unquote, urlsplit
 
 from canary.errors import CanaryError
 from canary.local.procs import ManagedProcess
@@ -145,9 +146,9 @@ class LocalFleet:
                     "beat", self._beat_argv(), env=env, log_path=self.log_dir / "beat.log",
                     cwd=self.workdir,
                 ).start()  # fmt: skip
-                # Above INFO beat does not log "Starting...", but always prints its banner.
-                ready = "beat: Starting" if self.log_level in ("DEBUG", "INFO") else "is starting."
-                self.beat_process.wait_for_log(ready, max(1.0, deadline - time.monotonic()))
+                self.beat_process.wait_for_log(
+                    self._beat_ready(), max(1.0, deadline - time.monotonic())
+                )
         except BaseException:
             self.stop(timeout=3)
             raise
@@ -163,8 +164,7 @@ class LocalFleet:
         if old is None:
             raise CanaryError(f"the local fleet has no {role} worker until it is started")
         old.stop(timeout=5)
-        new = ManagedProcess(old.name, old.argv, env=old.env, log_path=old.log_path, cwd=old.cwd)
-        new.start()
+        new = old.copy().start()
         node = self.control_node if role == "control" else self.probe_node
         if role == "control":
             self.control_worker = new
@@ -173,16 +173,33 @@ class LocalFleet:
         self._wait_ready(new, node, WORKER_START_TIMEOUT)
         return new
 
+    def _beat_ready(self) -> str:
+        # Above INFO beat does not log "Starting...", but always prints its banner.
+        return "beat: Starting" if self.log_level in ("DEBUG", "INFO") else "is starting."
+
+    def restart_beat(self) -> ManagedProcess:
+        """Start a fresh beat in place of the old one (stopped if still alive); returns once it
+        ticks."""
+        if self.beat_process is None:
+            raise CanaryError("the local fleet has no beat (it was started without one)")
+        self.beat_process.stop(timeout=5)
+        self.beat_process = self.beat_process.copy().start()
+        self.beat_process.wait_for_log(self._beat_ready(), WORKER_START_TIMEOUT)
+        return self.beat_process
+
     def restart_redis(self, *, down_s: float = 0.0) -> None:
         """Stop our Redis (SIGTERM: an append-only file is flushed), wait ``down_s``, start it
         again on the same port and files; with ``appendonly`` its data survives."""
         if self.redis is None or self._redis_url is None:
             raise CanaryError("the local fleet did not start its Redis, so cannot restart it")
-        port = int(self._redis_url.rsplit(":", 1)[1].split("/")[0])
+        parts = urlsplit(self._redis_url)
         self.redis.stop(timeout=10)
         time.sleep(down_s)
         self.redis, self._redis_url = start_redis(
-            self.workdir, port=port, appendonly=self.appendonly
+            self.workdir,
+            port=parts.port,
+            appendonly=self.appendonly,
+            password=unquote(parts.password or "") or None,
         )
 
     def _wait_ready(self, worker: ManagedProcess, node: str, timeout: float) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from pathlib import Path
+from urllib.parse import quote
 
 from canary.errors import CanaryError
 from canary.local.procs import ManagedProcess, free_port
@@ -49,20 +51,29 @@ def start_redis(
     *,
     appendonly: bool = False,
     bind: tuple[str, ...] = (),
+    password: str | None = None,
 ) -> tuple[ManagedProcess, str]:
     """Start redis-server on 127.0.0.1 with its files under ``workdir``; returns (process, URL).
 
     Persistence is off unless ``appendonly``: local mode's Redis lives as long as its fleet.
     ``bind`` adds addresses to listen on besides 127.0.0.1 (the URL stays on 127.0.0.1).
+    Clients must authenticate with ``password`` (a fresh random one when not given); the URL
+    returned carries it, so treat the URL as a secret.
     """
     data_dir = Path(workdir).resolve() / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
+    password = password or secrets.token_urlsafe(24)
+    # On the command line the password would show in `ps`; a file only we can read keeps it.
+    conf = data_dir / "redis-auth.conf"
+    conf.unlink(missing_ok=True)
+    conf.touch(mode=0o600)
+    conf.write_text(f'requirepass "{_conf_quote(password)}"\n')
     attempts = 1 if port is not None else 3
     last_error: CanaryError | None = None
     for _ in range(attempts):
         chosen = port if port is not None else free_port()
         argv = [
-            redis_server_binary(),
+            redis_server_binary(), str(conf),
             "--port", str(chosen),
             "--bind", "127.0.0.1", *bind,
             "--protected-mode", "yes",
@@ -73,8 +84,10 @@ def start_redis(
             "--logfile", "",
             "--loglevel", "notice",
         ]  # fmt: skip
-        proc = ManagedProcess(f"redis-{chosen}", argv, log_path=data_dir / f"redis-{chosen}.log")
-        url = f"redis://127.0.0.1:{chosen}/0"
+        proc = ManagedProcess(
+            f"redis-{chosen}", argv, log_path=data_dir / f"redis-{chosen}.log", stop_late=True
+        )
+        url = f"redis://:{quote(password, safe='')}@127.0.0.1:{chosen}/0"
         proc.url = url
         proc.start()
         try:
@@ -94,3 +107,8 @@ def start_redis(
         return proc, url
     assert last_error is not None
     raise last_error
+
+
+def _conf_quote(text: str) -> str:
+    """``text`` inside double quotes in redis.conf (which knows backslash escapes there)."""
+    return text.replace("\\", "\\\\").replace('"', '\\"')
