@@ -37,7 +37,8 @@ def check_redis_url(url: str, source: str = "CANARY_REDIS_URL") -> str:
         raise ConfigError(f"{source}: not a valid Redis URL ({exc})") from None
     if parts.scheme not in REDIS_SCHEMES:
         raise ConfigError(
-            f"{source}: not a valid Redis URL (scheme {parts.scheme or 'missing'!r}; "
+            f"{source}: not a valid Redis URL "
+            f"({f'scheme {parts.scheme!r}' if parts.scheme else 'no scheme'}; "
             f"expected {', '.join(s + '://' for s in REDIS_SCHEMES)}), e.g. redis://127.0.0.1:6379/0"
         )
     if parts.scheme == "unix" and not parts.path:
