@@ -19,7 +19,8 @@ from rich.console import Console
 
 from canary.cli.follow import Followed, follow
 from canary.errors import CanaryError, StoreError
-from canary.local.procs import ManagedProcess
+from canary.local.lastwill import StableRoute, write_will
+from canary.local.procs import ManagedProcess, set_last_will
 from canary.rollout import controller
 from canary.rollout.config import RolloutConfig, load_rollout
 from canary.settings import load_settings, redact_url
@@ -179,29 +180,6 @@ def _shielded() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def route_to_stable(config: RolloutConfig, rollout_id: str, step: int = 0) -> str | None:
-    """Send all traffic to stable through the rollout's router, built from ``config``: no Redis
-    needed. Returns None when done, else why it could not."""
-    from canary.routers import RouteContext, build_router
-
-    cfg = config.model_dump(mode="json")
-    spec = dict(cfg["router"])
-    try:
-        router = build_router(str(spec.pop("type")), spec)
-        router.rollback(
-            RouteContext(
-                rollout_id=rollout_id,
-                service=config.service_name,
-                stable=cfg["stable"],
-                canary=cfg["canary"],
-                step=step,
-            )
-        )
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
-    return None
-
-
 def _abandon(store: Store, config: RolloutConfig, rollout_id: str, reason: str) -> str:
     """End a rollout we stop following before it ended, with traffic on stable (fail safe).
 
@@ -219,7 +197,7 @@ def _abandon(store: Store, config: RolloutConfig, rollout_id: str, reason: str) 
     if record is not None and int(record.get("weight") or 0) == 0:
         return f"traffic sent to stable, rollout {record.get('state')} ({recorded})"
     # No record yet, or its router failed: the router straight from the config, once more.
-    failed = route_to_stable(config, rollout_id, int((record or {}).get("step") or 0))
+    failed = StableRoute.of(config, rollout_id).send(int((record or {}).get("step") or 0))
     if failed:
         return f"COULD NOT send traffic to stable: {failed}; {recorded}"
     return f"traffic sent to stable through the router ({recorded})"
@@ -348,47 +326,64 @@ def _run(
             highlight=False,
         )
         followed = Followed(rollout_id, label="")
-        try:
-            finished = _follow(
-                store, followed, console, time.monotonic() + expected_duration(config), fleet
+        # A private fleet dies with us, even by kill -9, and nobody would roll the rollout back:
+        # our watchdog will, unless we revoke this once the rollout has ended.
+        will = runs_dir() / rollout_id / "will.json" if fleet.private else None
+        if will is not None:
+            set_last_will(write_will(will, StableRoute.of(config, rollout_id)))
+        code = _follow_to_end(store, config, followed, console, fleet, as_json=as_json)
+        if will is not None:
+            set_last_will(None)
+            will.unlink(missing_ok=True)
+    return code
+
+
+def _follow_to_end(
+    store: Store,
+    config: RolloutConfig,
+    followed: Followed,
+    console: Console,
+    fleet: RunFleet,
+    *,
+    as_json: bool,
+) -> int:
+    """Follow the rollout until it ends, or end it with traffic on stable; the exit code."""
+    rollout_id = followed.rollout_id
+    try:
+        finished = _follow(
+            store, followed, console, time.monotonic() + expected_duration(config), fleet
+        )
+    except (KeyboardInterrupt, Stopped) as exc:
+        signum = exc.signum if isinstance(exc, Stopped) else int(signal.SIGINT)
+        name = signal.Signals(signum).name
+        with _shielded():
+            done = _abandon(store, config, rollout_id, f"`canary run` was interrupted ({name})")
+            _print_kept(console, store, rollout_id, fleet)
+        console.print(f"canary: interrupted by {name}: {done}", style="bold red", highlight=False)
+        return 128 + signum
+    except RedisLost as exc:
+        with _shielded():
+            failed = StableRoute.of(config, rollout_id).send()
+        done = f"COULD NOT send traffic to stable: {failed}" if failed else "traffic sent to stable"
+        console.print(
+            f"canary: lost Redis ({exc}): {done} through the router; the rollout's record is gone",
+            style="bold red",
+            highlight=False,
+            markup=False,
+        )
+        return 1
+    if not finished:
+        with _shielded():
+            _abandon(
+                store,
+                config,
+                rollout_id,
+                "the rollout did not finish in time; is the fleet working?",
             )
-        except (KeyboardInterrupt, Stopped) as exc:
-            signum = exc.signum if isinstance(exc, Stopped) else int(signal.SIGINT)
-            name = signal.Signals(signum).name
-            with _shielded():
-                done = _abandon(store, config, rollout_id, f"`canary run` was interrupted ({name})")
-                _print_kept(console, store, rollout_id, fleet)
-            console.print(
-                f"canary: interrupted by {name}: {done}", style="bold red", highlight=False
-            )
-            return 128 + signum
-        except RedisLost as exc:
-            with _shielded():
-                failed = route_to_stable(config, rollout_id)
-            done = (
-                f"COULD NOT send traffic to stable: {failed}"
-                if failed
-                else "traffic sent to stable"
-            )
-            console.print(
-                f"canary: lost Redis ({exc}): {done} through the router; the rollout's record is gone",
-                style="bold red",
-                highlight=False,
-                markup=False,
-            )
-            return 1
-        if not finished:
-            with _shielded():
-                _abandon(
-                    store,
-                    config,
-                    rollout_id,
-                    "the rollout did not finish in time; is the fleet working?",
-                )
-            followed.final = store.load_rollout(rollout_id)
-            if followed.final is None:
-                raise CanaryError(f"rollout {rollout_id} did not start; check the worker logs")
-        _print_kept(console, store, rollout_id, fleet)
+        followed.final = store.load_rollout(rollout_id)
+        if followed.final is None:
+            raise CanaryError(f"rollout {rollout_id} did not start; check the worker logs")
+    _print_kept(console, store, rollout_id, fleet)
     record = followed.final or {}
     if as_json:
         print(final_json(record), flush=True)

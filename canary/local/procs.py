@@ -9,7 +9,9 @@ left behind:
 2. PR_SET_PDEATHSIG (Linux): the kernel SIGKILLs a direct child when we die, even by SIGKILL;
 3. a watchdog process holding the read end of a pipe: when we die for any reason the pipe hits
    EOF and the watchdog SIGKILLs every process group still registered (this also covers
-   grandchildren, children started from threads, and systems without prctl).
+   grandchildren, children started from threads, and systems without prctl). Before that it
+   runs the parent's last will, if one is set (``set_last_will``): `canary run` leaves one that
+   sends its rollout's traffic to stable.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import atexit
 import contextlib
 import ctypes
 import ctypes.util
+import json
 import os
 import re
 import signal
@@ -41,10 +44,13 @@ __all__ = [
     "pid_alive",
     "pid_running",
     "running",
+    "set_last_will",
     "stop_all",
 ]
 
 _PR_SET_PDEATHSIG = 1
+# How long the watchdog lets a last will run before it kills what is left regardless.
+LAST_WILL_TIMEOUT_S = 90
 _TAIL_LINES = 40
 
 _lock = threading.RLock()
@@ -120,14 +126,24 @@ def _child_setup(parent_pid: int) -> Callable[[], None]:
 class _Watchdog:
     """One helper process per parent that kills registered process groups when the parent dies."""
 
+    # Lines: "+ PGID" / "- PGID" (watch, forget a group), "! JSON-ARGV" / "!" (set, clear the
+    # last will: a command run, before the kill, when the parent dies without clearing it).
     _SCRIPT = (
-        "import os, signal, sys\n"
+        "import json, os, signal, subprocess, sys\n"
         "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
         "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
-        "groups = set()\n"
+        "groups, will = set(), None\n"
         "for line in sys.stdin:\n"
-        "    op, _, pgid = line.strip().partition(' ')\n"
-        "    (groups.add if op == '+' else groups.discard)(int(pgid))\n"
+        "    op, _, arg = line.strip().partition(' ')\n"
+        "    if op == '!':\n"
+        "        will = json.loads(arg) if arg else None\n"
+        "    else:\n"
+        "        (groups.add if op == '+' else groups.discard)(int(arg))\n"
+        "if will:\n"
+        "    try:\n"
+        f"        subprocess.run(will, stdin=subprocess.DEVNULL, timeout={LAST_WILL_TIMEOUT_S})\n"
+        "    except Exception:\n"
+        "        pass\n"
         "for pgid in groups:\n"
         "    try:\n"
         "        os.killpg(pgid, signal.SIGKILL)\n"
@@ -172,6 +188,13 @@ class _Watchdog:
     def forget(self, pgid: int) -> None:
         if self._proc is not None:
             self._send(f"- {pgid}\n")
+
+    def last_will(self, argv: list[str] | None) -> None:
+        if argv is None:
+            if self._proc is not None:
+                self._send("!\n")
+            return
+        self._send(f"! {json.dumps(argv)}\n")
 
     def close(self) -> None:
         with _lock:
@@ -423,6 +446,13 @@ def stop_all(timeout: float = 10.0) -> None:
         for proc in batch:
             with contextlib.suppress(Exception):
                 proc.stop(timeout=timeout)
+
+
+def set_last_will(argv: list[str] | None) -> None:
+    """Have ``argv`` run if this process dies before calling ``set_last_will(None)`` (kill -9
+    included): the watchdog runs it (up to LAST_WILL_TIMEOUT_S) before killing the children."""
+    if os.getpid() == _owner_pid:
+        _watchdog.last_will(argv)
 
 
 _handlers_installed = False

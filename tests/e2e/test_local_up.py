@@ -155,7 +155,7 @@ def test_canary_run_uses_the_running_fleet(
 ) -> None:
     quick = {"steps": [50, 100], "step_interval": "1s", "isolated_check": False}
     rollout = rollout_file(
-        tmp_path / "quick.yaml", demo_service_factory, schedule=quick, per_step=4
+        tmp_path / "quick.yaml", demo_service_factory, schedule=quick, per_step=12
     )
     ran = fleet.canary("run", str(rollout), "--json")
     assert "starting local" not in ran.stderr, ran.stderr

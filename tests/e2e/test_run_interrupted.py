@@ -107,6 +107,8 @@ def test_sigterm_and_sighup_send_traffic_to_stable_and_keep_the_record(
     assert record["state"] == "failed" and record["weight"] == 0
     assert any(sig.name in str(r) for r in record["reasons"])  # type: ignore[attr-defined]
     assert f"record kept in {run.home / 'runs'}" in out
+    # The last will (for kill -9) was revoked once the rollout ended: nothing moves traffic later.
+    assert not list((run.home / "runs").glob("*/will.*"))
     assert left_under(run.workdir, timeout=60) == []
 
 
@@ -125,10 +127,17 @@ def test_redis_killed_under_canary_run_sends_traffic_to_stable(
     assert left_under(run.workdir, timeout=60) == []
 
 
-def test_kill_9_of_canary_run_leaves_no_orphans(
+def test_kill_9_of_canary_run_leaves_no_orphans_and_its_watchdog_rolls_back(
     tmp_path: Path, demo_service_factory: DemoFactory
 ) -> None:
-    run = _start(tmp_path, demo_service_factory, wait_for="step 1/")
+    run = _start(tmp_path, demo_service_factory, wait_for="traffic: 10% to canary")
     run.proc.kill()
     run.proc.wait(timeout=60)
     assert left_under(run.workdir, timeout=60) == []
+    # The run's watchdog outlives it and carries out its last will: traffic to stable.
+    deadline = time.monotonic() + END_CEILING_S
+    while run.weights_given()[-1:] != ["0"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert run.weights_given()[-2:] == ["10", "0"]
+    logs = list((run.home / "runs").glob("*/will.log"))
+    assert len(logs) == 1 and "traffic sent to stable" in logs[0].read_text()
