@@ -17,7 +17,8 @@ from canary.local.procs import pid_alive, pid_running
 from canary.local.state import home, read_state, remove_state, state_file
 from canary.settings import redact_url
 
-UP_TIMEOUT_S = 120.0
+# A ceiling: on a busy machine the workers, beat and Flower may each take up to a minute.
+UP_TIMEOUT_S = 240.0
 DOWN_TIMEOUT_S = 30.0
 # How long `down --force` lets the coordinator apply an abort before ending the rollout itself.
 ABORT_WAIT_S = 10.0

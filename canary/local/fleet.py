@@ -18,7 +18,9 @@ from canary.settings import load_settings
 
 __all__ = ["LocalFleet"]
 
-WORKER_START_TIMEOUT = 30.0
+# Ceilings for a busy machine (eight Celery processes starting on two cores take a while),
+# each process its own: one shared deadline left the last of them a few seconds.
+WORKER_START_TIMEOUT = 60.0
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
 
 
@@ -146,9 +148,7 @@ class LocalFleet:
                     "beat", self._beat_argv(), env=env, log_path=self.log_dir / "beat.log",
                     cwd=self.workdir,
                 ).start()  # fmt: skip
-                self.beat_process.wait_for_log(
-                    self._beat_ready(), max(1.0, deadline - time.monotonic())
-                )
+                self.beat_process.wait_for_log(self._beat_ready(), WORKER_START_TIMEOUT)
         except BaseException:
             self.stop(timeout=3)
             raise

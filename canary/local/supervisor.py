@@ -218,7 +218,11 @@ def serve(workdir: Path, environments: str) -> int:
     signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, on_term)
     try:
-        supervisor.start()
+        try:
+            supervisor.start()
+        except CanaryError as exc:
+            log(f"the fleet did not start: {exc}")
+            return 1
         supervisor.run()
     finally:
         log("stopping")

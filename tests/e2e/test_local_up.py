@@ -71,7 +71,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     procs = [subprocess.Popen(up, env=env, stdout=pipe, stderr=pipe, text=True) for _ in range(2)]
     ups = []
     for p in procs:
-        out, err = p.communicate(timeout=CEILING_S * 2)
+        out, err = p.communicate(timeout=CEILING_S * 3)
         ups.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
     f = Fleet(home, env, ups)
     try:

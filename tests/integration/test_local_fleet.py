@@ -187,7 +187,7 @@ def test_fleet_starts_runs_tasks_and_stops(tmp_path: Path, tiny_app: dict[str, s
         env=tiny_app,
     )
     with fleet:
-        assert fleet.startup_seconds is not None and fleet.startup_seconds < 30
+        assert fleet.startup_seconds is not None
         assert fleet.status() == {"redis": True, "control-worker": True, "probe-worker": True}
         assert (fleet.log_dir / "control-worker.log").exists()
         client = Celery(broker=fleet.redis_url, backend=fleet.redis_url, set_as_current=False)
