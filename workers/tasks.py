@@ -19,7 +19,7 @@ from celery import Task
 from canary import monitor
 from canary.errors import CanaryError, StoreError
 from canary.fleet import run_batch
-from canary.flower import task_argsrepr
+from canary.local.flower import task_argsrepr
 from canary.rollout import controller
 from canary.rollout.config import validate_config
 from canary.settings import load_settings

@@ -91,9 +91,9 @@ def _rollout_file(
 
 def run_demo(*, interval: float = 4.0, workdir: Path | None = None) -> int:
     """Run both scenarios at once; 0 when each ended as designed."""
-    from canary.demo.launch import start_demo_service
     from canary.local import free_port
-    from canary.routers.haproxy_local import haproxy_available, start_haproxy
+    from canary.local.demo import start_demo_service
+    from canary.local.haproxy import haproxy_available, start_haproxy
 
     console = Console(soft_wrap=True)
     console.print(
@@ -147,7 +147,7 @@ def run_demo(*, interval: float = 4.0, workdir: Path | None = None) -> int:
             files.append((sc, _rollout_file(workdir, sc, urls, interval, router)))
         loaded = [(sc, *load_rollout(path)) for sc, path in files]
         queues = sorted({q for _, cfg, _ in loaded for q in probe_queues(cfg)})
-        url = stack.enter_context(local_fleet(queues, workdir, console))
+        url = stack.enter_context(local_fleet(queues, workdir, console)).url
         store = Store.from_url(url)
         began = time.monotonic()
         followed = []

@@ -26,10 +26,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_exporter(args: argparse.Namespace) -> int:
-    from canary.cli.operate import fleet_store
+    from canary.cli.operate import fleet_url
     from canary.exporter import serve
+    from canary.store import Store
 
-    server, thread = serve(fleet_store(), host=args.host, port=args.port, limit=args.limit)
+    # Not pinged first: with Redis away the exporter still serves, saying canary_store_up 0.
+    store = Store.from_url(fleet_url())
+    server, thread = serve(store, host=args.host, port=args.port, limit=args.limit)
     host, port = server.server_address[:2]
     print(f"canary exporter: serving http://{host!s}:{port}/metrics", flush=True)
     stopped = threading.Event()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -13,6 +14,8 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
 EXIT_ROLLED_BACK = 3
+# What a shell reports for a process killed by SIGPIPE: `canary schema | head` is not an error.
+EXIT_BROKEN_PIPE = 141
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
@@ -63,7 +66,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        # Output still buffered would otherwise hit a closed pipe at exit, outside this try.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except ConfigError as exc:
         print(str(exc) or "invalid input", file=sys.stderr)
         return EXIT_INVALID
@@ -73,6 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("canary: interrupted", file=sys.stderr)
         return 130
+
+
+def _reader_went_away() -> int:
+    """The reader of our stdout closed it (``| head``): stop quietly, as a pipe's writer should."""
+    # Python flushes stdout again at exit; pointing it at /dev/null keeps that from failing too.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

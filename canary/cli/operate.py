@@ -17,7 +17,7 @@ from canary.cli.rollouts import EXIT_BY_STATE, final_json, start
 from canary.errors import CanaryError, ConfigError
 from canary.rollout import state as st
 from canary.rollout.config import load_rollout
-from canary.settings import load_settings
+from canary.settings import redact_url
 from canary.store import Store
 
 COMMANDS = {
@@ -69,11 +69,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def fleet_url() -> str:
     """The fleet's Redis: CANARY_REDIS_URL, else the one `canary local up` started."""
-    url = load_settings().redis_url
-    if not url:
-        from canary.cli.localmode import local_redis_url
+    from canary.local.state import fleet_redis_url
 
-        url = local_redis_url()
+    url = fleet_redis_url()
     if not url:
         raise CanaryError("no fleet: set CANARY_REDIS_URL, or start one with `canary local up`")
     return url
@@ -86,7 +84,7 @@ def fleet_store(url: str | None = None) -> Store:
     try:
         store.r.ping()
     except Exception as exc:
-        raise CanaryError(f"cannot reach Redis at {url}: {exc}") from None
+        raise CanaryError(f"cannot reach Redis at {redact_url(url)}: {exc}") from None
     return store
 
 

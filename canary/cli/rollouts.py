@@ -6,19 +6,24 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from rich.console import Console
 
 from canary.cli.follow import Followed, follow
-from canary.errors import CanaryError
+from canary.errors import CanaryError, StoreError
+from canary.local.lastwill import StableRoute, write_will
+from canary.local.procs import ManagedProcess, set_last_will
 from canary.rollout import controller
 from canary.rollout.config import RolloutConfig, load_rollout
-from canary.settings import load_settings
+from canary.settings import load_settings, redact_url
 from canary.store import Store
 
 EXIT_BY_STATE = {"promoted": 0, "rolled_back": 3, "aborted": 3, "failed": 1}
@@ -59,19 +64,33 @@ def _consumed_queues(redis_url: str) -> set[str]:
         Store.from_url(redis_url).r.ping()
         replies = app.control.inspect(timeout=1.0).active_queues() or {}
     except Exception as exc:
-        raise CanaryError(f"cannot reach Redis at {redis_url} (CANARY_REDIS_URL): {exc}") from None
+        raise CanaryError(f"cannot reach Redis at {redact_url(redis_url)}: {exc}") from None
     return {q["name"] for queues in replies.values() for q in queues}
 
 
-@contextlib.contextmanager
-def local_fleet(queues: list[str], workdir: Path | None, console: Console) -> Iterator[str]:
-    """Yield a Redis URL with workers consuming ``queues``, starting whatever is missing."""
-    from canary.local import LocalFleet
+@dataclass(frozen=True)
+class RunFleet:
+    """The fleet a `canary run` uses: its Redis URL, and the Redis it started itself, if any."""
 
-    url = load_settings().redis_url
+    url: str
+    redis: ManagedProcess | None = None
+
+    @property
+    def private(self) -> bool:
+        """Whether the records live in a Redis that goes away when the run ends."""
+        return self.redis is not None
+
+
+@contextlib.contextmanager
+def local_fleet(queues: list[str], workdir: Path | None, console: Console) -> Iterator[RunFleet]:
+    """Yield a fleet with workers consuming ``queues``, starting whatever is missing."""
+    from canary.local import LocalFleet
+    from canary.local.state import fleet_redis_url
+
+    url = fleet_redis_url()
     control = load_settings().control_queue
     if url and {control, *queues} <= _consumed_queues(url):
-        yield url
+        yield RunFleet(url)
         return
     with contextlib.ExitStack() as stack:
         if workdir is None:
@@ -84,18 +103,18 @@ def local_fleet(queues: list[str], workdir: Path | None, console: Console) -> It
             f"starting local {what} (logs in {fleet.log_dir}) …", style="dim", highlight=False
         )
         started = time.monotonic()
-        fleet.start()
         stack.callback(fleet.stop)
+        fleet.start()
         console.print(
             f"local fleet ready in {time.monotonic() - started:.1f}s", style="dim", highlight=False
         )
         os.environ["CANARY_REDIS_URL"] = fleet.redis_url
-        yield fleet.redis_url
+        yield RunFleet(fleet.redis_url, fleet.redis)
 
 
 def start(redis_url: str, config: RolloutConfig, transactions: list[dict[str, Any]]) -> str:
     """Send ``canary.start_rollout`` to the fleet; the id is made here so we can follow at once."""
-    from canary.flower import task_argsrepr
+    from canary.local.flower import task_argsrepr
     from workers.app import client
 
     rollout_id = controller.new_rollout_id(config.name)
@@ -115,14 +134,138 @@ def expected_duration(config: RolloutConfig) -> float:
     return steps * per_step * (config.analysis.max_holds + 1) + 60.0
 
 
-def _abandon(store: Store, rollout_id: str, reason: str) -> None:
-    """Roll a rollout back from here when we stop following it before it ended (fail safe)."""
-    with contextlib.suppress(Exception):
-        ctx = controller.Context(store=store, dispatcher=_NoDispatch())
+class Stopped(BaseException):
+    """SIGTERM or SIGHUP reached `canary run`: it ends the rollout as Ctrl-C does.
+
+    A BaseException, as KeyboardInterrupt is, so that no ``except Exception`` swallows it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+class RedisLost(Exception):
+    """The Redis holding the rollout's record is gone (for good, or past the deadline)."""
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+# The signals that could cut short the fail safe itself (a second Ctrl-C, a hasty `timeout`).
+_SHIELDED = (signal.SIGINT, *STOP_SIGNALS)
+
+
+def _raise_stopped(signum: int, frame: FrameType | None) -> None:
+    raise Stopped(signum)
+
+
+@contextlib.contextmanager
+def _signals_stop_the_run() -> Iterator[None]:
+    """While inside, SIGTERM and SIGHUP raise Stopped (what `timeout`, systemd, CI send)."""
+    old = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _shielded() -> Iterator[None]:
+    """Ignore stop signals while traffic is being sent to stable: that must not be cut short."""
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in _SHIELDED}
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _abandon(store: Store, config: RolloutConfig, rollout_id: str, reason: str) -> str:
+    """End a rollout we stop following before it ended, with traffic on stable (fail safe).
+
+    Through the record when Redis answers (the reason is then recorded), else straight through
+    the router from the config we hold. Returns what was done, for the operator.
+    """
+    ctx = controller.Context(store=store, dispatcher=NoDispatch())
+    try:
         controller.fail_safe(ctx, rollout_id, reason)
+        record = store.load_rollout(rollout_id)
+    except Exception as exc:
+        record, recorded = None, f"not recorded ({type(exc).__name__}: {exc})"
+    else:
+        recorded = "recorded in the rollout"
+    if record is not None and int(record.get("weight") or 0) == 0:
+        return f"traffic sent to stable, rollout {record.get('state')} ({recorded})"
+    # No record yet, or its router failed: the router straight from the config, once more.
+    failed = StableRoute.of(config, rollout_id).send(int((record or {}).get("step") or 0))
+    if failed:
+        return f"COULD NOT send traffic to stable: {failed}; {recorded}"
+    return f"traffic sent to stable through the router ({recorded})"
 
 
-class _NoDispatch:
+def _wait_for_redis(store: Store, fleet: RunFleet) -> str | None:
+    """None once Redis answers again, else why it is lost (our own Redis exited: at once)."""
+    from workers.tasks import redis_deadline
+
+    deadline = time.monotonic() + redis_deadline()
+    while True:
+        if fleet.redis is not None and not fleet.redis.alive:
+            return f"the local Redis this run started exited (status {fleet.redis.returncode})"
+        try:
+            store.r.ping()
+            return None
+        except Exception as exc:
+            if time.monotonic() >= deadline:
+                return f"Redis did not answer for {redis_deadline():.0f} s ({exc})"
+        time.sleep(0.5)
+
+
+def _follow(
+    store: Store, followed: Followed, console: Console, deadline: float, fleet: RunFleet
+) -> bool:
+    """follow(), riding out short Redis outages; RedisLost when Redis is gone."""
+    import redis
+
+    while True:
+        try:
+            return follow(store, [followed], console, deadline=deadline)
+        except (redis.exceptions.RedisError, StoreError, OSError) as exc:
+            console.print(f"canary: Redis: {exc}", style="yellow", highlight=False, markup=False)
+            lost = _wait_for_redis(store, fleet)
+            if lost:
+                raise RedisLost(lost) from None
+
+
+def runs_dir() -> Path:
+    """Where `canary run` keeps what is left of rollouts whose private Redis is gone."""
+    from canary.local.state import home
+
+    return home() / "runs"
+
+
+def keep_record(store: Store, rollout_id: str) -> Path | None:
+    """Write a rollout's record, recording and HTML report under runs_dir()/ID; the folder.
+
+    A run's private Redis goes with it, so these files are what `canary report` and `canary
+    replay` read afterwards. None (and a printed reason) when they cannot be written.
+    """
+    from canary import report
+    from canary.replay import export_recording
+
+    folder = runs_dir() / rollout_id
+    record = store.load_rollout(rollout_id)
+    if record is None:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "record.json").write_text(final_json(record) + "\n")
+    (folder / "recording.json").write_text(json.dumps(export_recording(store, rollout_id)))
+    report.write_report(report.from_store(store, rollout_id), folder / "report.html")
+    return folder
+
+
+class NoDispatch:
+    """A dispatcher for ending a rollout from the CLI: nothing is scheduled after the end."""
+
     def probe(self, batch: dict[str, Any], queue: str) -> None: ...
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None: ...
@@ -154,31 +297,121 @@ def cmd_run(args: argparse.Namespace) -> int:
     config, transactions = load_rollout(args.rollout)
     console = Console(stderr=args.json, soft_wrap=True)
     workdir = Path(args.workdir) if args.workdir else None
-    with local_fleet(probe_queues(config), workdir, console) as url:
-        store = Store.from_url(url)
-        rollout_id = start(url, config, transactions)
+    with _signals_stop_the_run():
+        try:
+            return _run(config, transactions, console, workdir, as_json=args.json)
+        except Stopped as stop:  # before the rollout started: nothing to send back
+            console.print(
+                f"canary: stopped by {signal.Signals(stop.signum).name} before the rollout started",
+                style="bold red",
+                highlight=False,
+            )
+            return 128 + stop.signum
+
+
+def _run(
+    config: RolloutConfig,
+    transactions: list[dict[str, Any]],
+    console: Console,
+    workdir: Path | None,
+    *,
+    as_json: bool,
+) -> int:
+    with local_fleet(probe_queues(config), workdir, console) as fleet:
+        store = Store.from_url(fleet.url)
+        rollout_id = start(fleet.url, config, transactions)
         console.print(
             f"rollout {rollout_id}: {config.canary.url} (canary) against {config.stable.url} (stable)",
             style="bold",
             highlight=False,
         )
         followed = Followed(rollout_id, label="")
-        try:
-            finished = follow(
-                store, [followed], console, deadline=time.monotonic() + expected_duration(config)
+        # A private fleet dies with us, even by kill -9, and nobody would roll the rollout back:
+        # our watchdog will, unless we revoke this once the rollout has ended.
+        will = runs_dir() / rollout_id / "will.json" if fleet.private else None
+        if will is not None:
+            set_last_will(write_will(will, StableRoute.of(config, rollout_id)))
+        code = _follow_to_end(store, config, followed, console, fleet, as_json=as_json)
+        if will is not None:
+            set_last_will(None)
+            will.unlink(missing_ok=True)
+    return code
+
+
+def _follow_to_end(
+    store: Store,
+    config: RolloutConfig,
+    followed: Followed,
+    console: Console,
+    fleet: RunFleet,
+    *,
+    as_json: bool,
+) -> int:
+    """Follow the rollout until it ends, or end it with traffic on stable; the exit code."""
+    rollout_id = followed.rollout_id
+    try:
+        finished = _follow(
+            store, followed, console, time.monotonic() + expected_duration(config), fleet
+        )
+    except (KeyboardInterrupt, Stopped) as exc:
+        signum = exc.signum if isinstance(exc, Stopped) else int(signal.SIGINT)
+        name = signal.Signals(signum).name
+        with _shielded():
+            done = _abandon(store, config, rollout_id, f"`canary run` was interrupted ({name})")
+            _print_kept(console, store, rollout_id, fleet)
+        console.print(f"canary: interrupted by {name}: {done}", style="bold red", highlight=False)
+        return 128 + signum
+    except RedisLost as exc:
+        with _shielded():
+            failed = StableRoute.of(config, rollout_id).send()
+        done = f"COULD NOT send traffic to stable: {failed}" if failed else "traffic sent to stable"
+        console.print(
+            f"canary: lost Redis ({exc}): {done} through the router; the rollout's record is gone",
+            style="bold red",
+            highlight=False,
+            markup=False,
+        )
+        return 1
+    if not finished:
+        with _shielded():
+            _abandon(
+                store,
+                config,
+                rollout_id,
+                "the rollout did not finish in time; is the fleet working?",
             )
-        except KeyboardInterrupt:
-            _abandon(store, rollout_id, "the operator interrupted `canary run`")
-            raise
-        if not finished:
-            _abandon(store, rollout_id, "the rollout did not finish in time; is the fleet working?")
-            followed.final = store.load_rollout(rollout_id)
-            if followed.final is None:
-                raise CanaryError(f"rollout {rollout_id} did not start; check the worker logs")
+        followed.final = store.load_rollout(rollout_id)
+        if followed.final is None:
+            raise CanaryError(f"rollout {rollout_id} did not start; check the worker logs")
+    _print_kept(console, store, rollout_id, fleet)
     record = followed.final or {}
-    if args.json:
+    if as_json:
         print(final_json(record), flush=True)
     return EXIT_BY_STATE.get(str(record.get("state")), 1)
+
+
+def _print_kept(console: Console, store: Store, rollout_id: str, fleet: RunFleet) -> None:
+    """Tell where the rollout can be read once the run has ended."""
+    if not fleet.private:
+        console.print(
+            f"the record stays on the fleet: `canary report {rollout_id}`, "
+            f"`canary export {rollout_id}`",
+            style="dim",
+            highlight=False,
+        )
+        return
+    try:
+        folder = keep_record(store, rollout_id)
+    except Exception as exc:
+        console.print(f"canary: could not keep the record: {exc}", style="yellow", highlight=False)
+        return
+    if folder is not None:
+        console.print(
+            f"record kept in {folder}: report.html, recording.json "
+            f"(`canary report {folder / 'recording.json'}`), record.json",
+            style="dim",
+            highlight=False,
+        )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -102,7 +102,7 @@ class CeleryStarter:
         self.redis_url = redis_url
 
     def start(self, config: RolloutConfig, transactions: list[dict[str, Any]], rid: str) -> None:
-        from canary.flower import task_argsrepr
+        from canary.local.flower import task_argsrepr
         from workers.app import client
 
         args = [config.model_dump(mode="json"), transactions, rid]

@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from canary.errors import RouterError
+from canary.local.procs import pid_alive
 from canary.plugins import Options, parse_options
-from canary.procs import pid_alive
 from canary.routers.base import RouteContext, check_weight, host_port
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ import requests
 import yaml
 
 from canary import report
-from canary.flower import start_flower, task_argsrepr
 from canary.local import LocalFleet
+from canary.local.flower import start_flower, task_argsrepr
 from canary.store import Store
 from tests.e2e.test_report_browser import ensure_chromium, run_chromium
 from tests.fixtures.services import DemoFactory

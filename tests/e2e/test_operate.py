@@ -58,7 +58,8 @@ def test_local_fleet_runs_rollouts_started_watched_and_aborted_from_the_cli(
     up = _canary(env, "local", "up")
     assert up.returncode == 0, up.stderr
     try:
-        assert "export CANARY_REDIS_URL=redis://127.0.0.1:" in up.stdout
+        # The Redis has a password, kept in the state file and never printed.
+        assert "Redis: redis://:***@127.0.0.1:" in up.stdout
         status = _canary(env, "local", "status", "--json")
         assert status.returncode == 0
         info = json.loads(status.stdout)

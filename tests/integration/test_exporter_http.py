@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -175,10 +176,27 @@ def test_cli_serves_until_sigterm(redis_url: str) -> None:
         assert proc.returncode == 0, proc.log_tail()
 
 
-def test_cli_refuses_without_redis_url(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_serves_store_down_while_redis_is_away(tmp_path: Path) -> None:
+    port = free_port()
+    nothing_there = f"redis://127.0.0.1:{free_port()}/0"
+    proc = ManagedProcess(
+        "exporter",
+        [sys.executable, "-c", _CLI, "exporter", "--port", str(port)],
+        env={"CANARY_REDIS_URL": nothing_there, "PYTHONUNBUFFERED": "1"},
+        log_path=tmp_path / "exporter.log",
+    )
+    with proc:
+        proc.wait_for_log("serving http://127.0.0.1:", timeout=60)
+        assert _scrape(f"http://127.0.0.1:{port}/metrics")[("canary_store_up", ())] == 0
+        assert proc.alive
+
+
+def test_cli_refuses_without_redis_url(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from canary.cli import exporter
     from canary.errors import CanaryError
 
     monkeypatch.delenv("CANARY_REDIS_URL", raising=False)
+    # Nor a `canary local up` fleet, which commands use when CANARY_REDIS_URL is not set.
+    monkeypatch.setenv("CANARY_HOME", str(tmp_path))
     with pytest.raises(CanaryError, match="CANARY_REDIS_URL"):
         exporter.cmd_exporter(argparse.Namespace(host="127.0.0.1", port=free_port(), limit=5))

@@ -27,11 +27,11 @@ from jsonpath_ng import parse as jsonpath
 from prometheus_client import generate_latest
 
 from canary import report
-from canary.demo.launch import start_demo_service
 from canary.exporter import build_registry
 from canary.local import LocalFleet, start_redis
-from canary.procs import ManagedProcess, free_port
-from canary.routers.nginx_local import nginx_binary
+from canary.local.demo import start_demo_service
+from canary.local.nginx import nginx_binary
+from canary.local.procs import ManagedProcess, free_port
 from canary.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]

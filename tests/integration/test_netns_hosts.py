@@ -24,8 +24,8 @@ import pytest
 import yaml
 
 from canary.cli.rollouts import start
-from canary.demo.launch import demo_argv
 from canary.local import ManagedProcess, free_port, start_redis
+from canary.local.demo import demo_argv
 from canary.rollout import state as st
 from canary.rollout.config import load_rollout
 from canary.store import Store
@@ -112,8 +112,8 @@ def test_one_rollout_probes_from_three_hosts(testnet: HostNet, tmp_path: Path) -
     try:
         redis_proc, local_url = start_redis(tmp_path, bind=(testnet.gateway,))
         procs.append(redis_proc)
-        port = local_url.rsplit(":", 1)[1].split("/")[0]
-        net_url = f"redis://{testnet.gateway}:{port}/0"
+        # The same Redis (and password) as seen from the other hosts.
+        net_url = local_url.replace("@127.0.0.1:", f"@{testnet.gateway}:")
         urls = {}
         for name in ("stable", "canary"):
             demo_port = free_port()

@@ -13,8 +13,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from canary.errors import ConfigError, NotifierError
+from canary.local.procs import free_port
 from canary.notifiers import Alert, build_notifier
-from canary.procs import free_port
 
 pytestmark = [
     pytest.mark.integration,

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 
 from canary.errors import RouterError
+from canary.local.haproxy import HAProxyInstance
 from canary.routers import RouteContext, build_router
 from canary.routers.haproxy import RuntimeAPI
-from canary.routers.haproxy_local import HAProxyInstance
 from tests.fixtures.proxies import BackendPair, canary_share
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from canary.errors import ConfigError, RouterError
+from canary.local.nginx import NginxInstance
 from canary.routers import RouteContext, build_router
-from canary.routers.nginx_local import NginxInstance
 from tests.fixtures.proxies import BackendPair, canary_share
 
 pytestmark = pytest.mark.integration

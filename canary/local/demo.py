@@ -7,7 +7,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from canary.local import ManagedProcess
+from canary.local.procs import ManagedProcess
 
 START_TIMEOUT = 15.0
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from canary.errors import CanaryError
-from canary.procs import ManagedProcess, free_port
-from canary.routers._local import find_binary, render_template, wait_frontend
+from canary.local.procs import ManagedProcess, free_port
+from canary.local.proxies import find_binary, render_template, wait_frontend
 from canary.routers.base import host_port
 from canary.routers.haproxy import RuntimeAPI
 
