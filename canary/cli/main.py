@@ -19,6 +19,7 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 
 def _registrars() -> list[Registrar]:
     from canary.cli import (
+        dashboard,
         exporter,
         localmode,
         monitor,
@@ -39,6 +40,7 @@ def _registrars() -> list[Registrar]:
         replay.register,
         report.register,
         exporter.register,
+        dashboard.register,
         worker.register,
     ]
 

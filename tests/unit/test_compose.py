@@ -37,6 +37,7 @@ def test_the_stack_has_every_service() -> None:
         "beat",
         "flower",
         "exporter",
+        "dashboard",
         "demo-stable",
         "demo-canary",
         "haproxy",
@@ -127,6 +128,11 @@ def test_flower_requires_basic_auth() -> None:
     user, _, password = env["FLOWER_BASIC_AUTH"].partition(":${FLOWER_PASSWORD:?")
     assert user and password
     assert "FLOWER_AUTH" not in env  # no OAuth or other auth replacing the password
+
+
+def test_dashboard_requires_a_password() -> None:
+    env = SERVICES["dashboard"]["environment"]
+    assert env["CANARY_DASHBOARD_PASSWORD"].startswith("${DASHBOARD_PASSWORD:?")
 
 
 def test_probe_workers_scale() -> None:
