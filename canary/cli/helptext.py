@@ -15,8 +15,10 @@ class HelpFormatter(argparse.HelpFormatter):
         for line in text.splitlines():
             body = line.lstrip(" ")
             lead = indent + " " * (len(line) - len(body))
+            # An indented line (an example) hangs its continuation; prose wraps flush.
+            hang = lead + "    " if len(line) > len(body) else lead
             out.append(
-                textwrap.fill(body, width, initial_indent=lead, subsequent_indent=lead + "    ")
+                textwrap.fill(body, width, initial_indent=lead, subsequent_indent=hang)
                 if body
                 else ""
             )
