@@ -28,6 +28,7 @@ from canary.dashboard import render
 from canary.dashboard.auth import Credentials
 from canary.dashboard.view import ACTIONS, list_rollouts, rollout_view
 from canary.errors import CanaryError
+from canary.report.svg import CHART_CSS
 from canary.rollout import state as st
 from canary.store import Store
 
@@ -194,11 +195,15 @@ def create_app(
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def chart_css(request: Request) -> Response:
+        return Response(CHART_CSS, media_type="text/css")
+
     app = Starlette(
         routes=[
             Route("/", index),
             Route("/stream", fleet_stream),
             Route("/healthz", healthz),
+            Route("/charts.css", chart_css),
             Route("/rollouts/{rollout_id}", detail),
             Route("/rollouts/{rollout_id}/stream", rollout_stream),
             Route("/rollouts/{rollout_id}/report", full_report),

@@ -46,6 +46,7 @@ def page(title: str, stream: str, body: str, csrf: str, *, back: bool = False) -
 <meta name="csrf-token" content="{e(csrf)}">
 <title>{e(title)} · canary</title>
 <link rel="stylesheet" href="/static/dashboard.css">
+<link rel="stylesheet" href="/charts.css">
 <script src="/static/dashboard.js" defer></script>
 </head><body>
 <header class="top"><a class="brand" href="/">canary</a>{nav}

@@ -17,7 +17,7 @@ from canary.report.data import (
     bucket_width,
     buckets,
 )
-from canary.report.svg import ACTION_COLORS, Band, Chart, Line, fmt_t, svg_chart
+from canary.report.svg import ACTION_COLORS, CHART_CSS, Band, Chart, Line, fmt_t, svg_chart
 
 COLORS = {"stable": "#2563eb", "canary": "#ea580c"}
 OUTCOME_COLORS = {"promoted": "#16a34a", "rolled_back": "#dc2626"}
@@ -34,16 +34,6 @@ h2 { font-size: 17px; margin: 26px 0 8px; }
   font-weight: 600; font-size: 13px; vertical-align: middle; margin-left: 8px; }
 .panel { background: #fff; border-radius: 10px; padding: 10px 12px; margin-top: 14px;
   box-shadow: 0 1px 3px #0002; }
-svg.chart { width: 100%; height: auto; display: block; }
-svg text { font-size: 12px; fill: #374151; }
-.ctitle { font-size: 14px; font-weight: 600; fill: #111827; }
-.ytick { text-anchor: end; } .xtick { text-anchor: middle; }
-.grid, .xgrid { stroke: #e5e7eb; stroke-width: 1; }
-.frame { fill: none; stroke: #d1d5db; }
-.slo { stroke: #b91c1c; stroke-width: 1.5; stroke-dasharray: 8 4; }
-.slolabel { fill: #b91c1c; font-weight: 600; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
-.dnum { fill: #fff; font-size: 10px; font-weight: 700; text-anchor: middle; }
-.legend { font-size: 12px; }
 table { border-collapse: collapse; width: 100%; background: #fff; font-size: 13px; }
 th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid #e5e7eb; vertical-align: top; }
 th { background: #f9fafb; font-weight: 600; }
@@ -215,7 +205,7 @@ def render(data: ReportData) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>canary report: {e(data.title)}</title>
-<style>{_CSS}</style></head>
+<style>{_CSS}{CHART_CSS}</style></head>
 <body><main>
 <header><h1>{e(data.title)}<span class="badge" style="background:{badge_color}">{e(outcome.replace("_", " "))}</span></h1>
 <div class="meta">{head}</div></header>

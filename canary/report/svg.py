@@ -18,6 +18,19 @@ ACTION_COLORS = {
 # Plot geometry (SVG user units; the SVG scales to the page width).
 WIDTH, HEIGHT = 1200, 260
 LEFT, RIGHT, TOP, BOTTOM = 70, 24, 26, 40
+# The charts' own styles, for every page that shows them (the report, the dashboard).
+CHART_CSS = """
+svg.chart { width: 100%; height: auto; display: block; }
+svg text { font-size: 12px; fill: #374151; }
+.ctitle { font-size: 14px; font-weight: 600; fill: #111827; }
+.ytick { text-anchor: end; } .xtick { text-anchor: middle; }
+.grid, .xgrid { stroke: #e5e7eb; stroke-width: 1; }
+.frame { fill: none; stroke: #d1d5db; }
+.slo { stroke: #b91c1c; stroke-width: 1.5; stroke-dasharray: 8 4; }
+.slolabel { fill: #b91c1c; font-weight: 600; paint-order: stroke; stroke: #fff; stroke-width: 3px; }
+.dnum { fill: #fff; font-size: 10px; font-weight: 700; text-anchor: middle; }
+.legend { font-size: 12px; }
+"""
 
 
 def _nice_step(span: float, target: int) -> float:

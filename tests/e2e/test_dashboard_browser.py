@@ -54,7 +54,7 @@ def _rollout(tmp: Path, stable: str, canary: str, router: dict[str, Any]) -> Pat
         "canary": {"url": canary, "version": "1.1.0"},
         "transactions": [str(ROOT / "configs" / "transactions" / "demo-browse.yaml")],
         # Long enough to press a button while it runs; each step is short.
-        "schedule": {"steps": [20, 40, 60, 80, 90, 100], "step_interval": "3s"},
+        "schedule": {"steps": [20, 40, 60, 80, 90, 100], "step_interval": "8s"},
         "probes": {"per_step": 10, "batch_size": 5},
         "slo": {"success_threshold": 90, "max_latency_increase_pct": 300},
         "analysis": {"max_holds": 1},
@@ -216,6 +216,8 @@ def test_live_page_and_abort_button_during_a_real_rollout(
                 lambda: browser.find_elements(By.CSS_SELECTOR, f'a[data-id="{rid}"]'),
             )
             shot(browser, "fleet-desktop", 1280, 800)
+            shot(browser, "fleet-phone", 390, 844)
+            browser.set_window_rect(width=1300, height=900)
 
             browser.get(f"{base}/rollouts/{rid}")
             browser.execute_script("window.__notReloaded = true")
@@ -257,6 +259,7 @@ def test_live_page_and_abort_button_during_a_real_rollout(
             assert browser.find_elements(By.CSS_SELECTOR, "button[data-action]") == []
             assert "How it ended" in live.text
             shot(browser, "rollout-aborted", 1280, 800)
+            shot(browser, "rollout-aborted-full", 1280, 2600)  # the whole page, for a look
             browser.get(f"{base}/rollouts/{rid}/report")
             assert "1.1.0" in browser.page_source
     finally:

@@ -63,7 +63,7 @@
         },
       );
       const body = await resp.json();
-      say(action + ": " + body.message, body.ok ? "ok" : "error");
+      say(body.ok ? body.message : action + " refused: " + body.message, body.ok ? "ok" : "error");
     } catch (err) {
       say(action + " failed: " + err, "error");
     } finally {
