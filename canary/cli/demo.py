@@ -63,14 +63,14 @@ SCENARIOS: list[dict[str, Any]] = [
             "version": "1.2.0",
             "faults": {
                 "latency_ms": 15.0,
-                # Each user request/s over the capacity: +100 ms on every request, +10% errors.
+                # Each user request/s over the capacity: +150 ms on every request, +20% errors.
                 "extra_args": [
                     "--user-capacity-rps",
                     f"{CAPACITY_RPS:g}",
                     "--overload-ms-per-rps",
-                    "100",
+                    "150",
                     "--overload-errors-per-rps",
-                    "0.1",
+                    "0.2",
                 ],
             },
         },
