@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from canary.cli.status import detail_lines, table_lines
 
 
@@ -72,3 +74,23 @@ def test_one_rollout_in_words() -> None:
     assert any(line.startswith("ended ") and "rolled back" in line for line in ended)
     assert any("search: p95" in line for line in ended)
     assert ended[-1].startswith("  s2a0: rollback at 30%")
+
+
+def test_the_command_on_a_real_store_at_80_columns(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from canary.cli.main import main
+    from canary.store import Store
+
+    store = Store.from_url(redis_url)
+    for r in RECORDS:
+        store.create_rollout(r)
+    # A record whose versions have no url must not break the view (it once raised KeyError).
+    store.create_rollout({**RECORDS[2], "id": "bare-1", "config": {"stable": {}, "canary": {}}})
+    monkeypatch.setenv("CANARY_REDIS_URL", redis_url)
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["rollout", "status"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 80 for line in listed) and len(listed) == 1 + 2 * 4
+    assert main(["rollout", "status", "bare-1"]) == 0
+    assert capsys.readouterr().out.startswith("bare-1  [running]\nstable -\ncanary -\n")
