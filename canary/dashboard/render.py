@@ -142,12 +142,12 @@ def rollout(view: RolloutView) -> str:
     rows = "".join(
         f"<tr><td>{e(r.transaction)}</td>{_cell(r.stable, r.canary, 'success')}"
         f"{_cell(r.stable, r.canary, 'p95')}"
-        f'<td class="num">{r.stable.n:,} / {r.canary.n:,}</td></tr>'
+        f'<td class="num n">{r.stable.n:,} / {r.canary.n:,}</td></tr>'
         for r in view.rows
     )
     table = (
         '<div class="scroll"><table class="tx"><thead><tr><th rowspan="2">transaction</th>'
-        '<th colspan="2">success</th><th colspan="2">p95</th><th rowspan="2">results</th></tr>'
+        '<th colspan="2">success</th><th colspan="2">p95</th><th rowspan="2" class="n">results</th></tr>'
         '<tr><th class="stable">stable</th><th class="canary">canary</th>'
         '<th class="stable">stable</th><th class="canary">canary</th></tr></thead>'
         f"<tbody>{rows}</tbody></table></div>"
