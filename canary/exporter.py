@@ -20,6 +20,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from canary.probing.result import TransactionResult
+from canary.rollout.progress import Progress
 from canary.rollout.state import FINAL
 from canary.store import Store
 
@@ -100,7 +101,9 @@ class RolloutCollector(Collector):
         weight = GaugeMetricFamily(
             "canary_rollout_weight_percent", "Traffic share of the canary", labels=base
         )
-        step = GaugeMetricFamily("canary_rollout_step", "Index of the current step", labels=base)
+        step = GaugeMetricFamily(
+            "canary_rollout_step", "Current step, counted from 1 as the CLI shows it", labels=base
+        )
         steps = GaugeMetricFamily("canary_rollout_steps", "Number of steps", labels=base)
         created = GaugeMetricFamily(
             "canary_rollout_created_timestamp_seconds", "When the rollout was created", labels=base
@@ -167,8 +170,9 @@ class RolloutCollector(Collector):
             for s in STATES:
                 state.add_metric([*labels, s], 1 if rec.get("state") == s else 0)
             weight.add_metric(labels, float(rec.get("weight") or 0))
-            step.add_metric(labels, float(rec.get("step") or 0))
-            steps.add_metric(labels, float(len(rec.get("weights") or [])))
+            progress = Progress.of(rec)
+            step.add_metric(labels, float(progress.number))
+            steps.add_metric(labels, float(progress.total))
             created.add_metric(labels, float(rec.get("created_at") or 0))
             failures.add_metric(labels, float(rec.get("canary_failures") or 0))
 

@@ -7,6 +7,8 @@ import signal
 import threading
 from types import FrameType
 
+from canary.cli.helptext import HelpFormatter, epilog
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -14,6 +16,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="serve Prometheus metrics of the rollouts in CANARY_REDIS_URL",
         description="Serve /metrics (rollout state, weight, per-version success and latency, "
         "decision and alert counts) read from the Redis named by CANARY_REDIS_URL.",
+        epilog=epilog(
+            [
+                "canary exporter --port 9808",
+                "canary exporter --host 0.0.0.0   # inside a container",
+            ],
+            {0: "stopped by SIGINT or SIGTERM", 1: "Redis unreachable, or the port is in use"},
+        ),
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--port", type=int, default=9808, help="port to listen on (default 9808)")
     p.add_argument(

@@ -22,6 +22,7 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 
 def _registrars() -> list[Registrar]:
     from canary.cli import (
+        dashboard,
         exporter,
         gate,
         localmode,
@@ -43,6 +44,7 @@ def _registrars() -> list[Registrar]:
         replay.register,
         report.register,
         exporter.register,
+        dashboard.register,
         worker.register,
         gate.register,
     ]

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from canary.cli.follow import Followed, describe, follow
+from canary.cli.helptext import HelpFormatter, epilog
 from canary.cli.rollouts import EXIT_BY_STATE, final_json, start
+from canary.cli.status import detail_lines, table_lines
 from canary.errors import CanaryError, ConfigError
 from canary.rollout import state as st
 from canary.rollout.config import load_rollout
@@ -30,12 +31,42 @@ COMMANDS = {
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
-        "rollout", help="start, list, watch and steer rollouts on a fleet (CANARY_REDIS_URL)"
+        "rollout",
+        help="start, list, watch and steer rollouts on a fleet (CANARY_REDIS_URL)",
+        description="Rollouts on a running fleet: the Redis in CANARY_REDIS_URL, or the one "
+        "`canary local up` started. Commands go through Redis, so they work from any host.",
+        epilog=epilog(
+            [
+                "canary rollout start configs/rollouts/example.yaml --watch",
+                "canary rollout status",
+                "canary rollout abort shop-20260101-120000-ab12cd",
+            ],
+            {0: "see each ACTION's --help", 1: "no fleet", 2: "invalid input or unknown id"},
+        ),
+        formatter_class=HelpFormatter,
     )
     rs = p.add_subparsers(dest="rollout_command", metavar="ACTION")
     rs.required = True
 
-    s = rs.add_parser("start", help="start a rollout on the fleet and print its id")
+    s = rs.add_parser(
+        "start",
+        help="start a rollout on the fleet and print its id",
+        description="Check a rollout file and its transactions, send it to the fleet's "
+        "coordinator and print the new rollout's id (it goes on without this command).",
+        epilog=epilog(
+            [
+                "canary rollout start configs/rollouts/example.yaml",
+                "canary rollout start shop.yaml --watch   # exit code as `watch`",
+            ],
+            {
+                0: "started (with --watch: promoted)",
+                1: "no fleet, or (with --watch) it failed",
+                2: "invalid file (FILE:LINE:COL: ...)",
+                3: "with --watch: rolled back",
+            },
+        ),
+        formatter_class=HelpFormatter,
+    )
     s.add_argument("file", help="rollout file (YAML or JSON)")
     s.add_argument(
         "--watch", action="store_true", help="follow it to the end (exit code as `watch`)"
@@ -43,16 +74,48 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--json", action="store_true", help='print {"id": ...} as JSON')
     s.set_defaults(func=cmd_start)
 
-    t = rs.add_parser("status", help="a table of rollouts, or one rollout in detail")
+    t = rs.add_parser(
+        "status",
+        help="a table of rollouts, or one rollout in detail",
+        description="Without ID, the newest rollouts: state, step, canary version, and under "
+        "each how it ended or what it last decided. With ID, one rollout: versions, the step "
+        "in words (step 3 of 7 (weight 10%, next 30%)), the schedule, the last decisions.",
+        epilog=epilog(
+            [
+                "canary rollout status",
+                "canary rollout status shop-20260101-120000-ab12cd",
+                "canary rollout status --json | jq .state",
+            ],
+            {0: "printed", 1: "no fleet", 2: "unknown rollout id"},
+        ),
+        formatter_class=HelpFormatter,
+    )
     t.add_argument("id", nargs="?", help="rollout id (default: list the newest)")
-    t.add_argument("--limit", type=int, default=20)
-    t.add_argument("--json", action="store_true")
+    t.add_argument("--limit", type=int, default=20, help="rollouts listed (default 20)")
+    t.add_argument("--json", action="store_true", help="JSON: one line per rollout, or the record")
     t.set_defaults(func=cmd_status)
 
     w = rs.add_parser(
-        "watch", help="follow a rollout live; exit 0 promoted, 3 rolled back, 1 failed"
+        "watch",
+        help="follow a rollout live; exit 0 promoted, 3 rolled back, 1 failed",
+        description="Print a rollout's steps, traffic shifts and decisions as they happen, "
+        "until it ends; a finished rollout's story is printed at once. Stopping the watch does "
+        "not stop the rollout.",
+        epilog=epilog(
+            [
+                "canary rollout watch shop-20260101-120000-ab12cd",
+                "canary rollout watch ID --json | tail -1",
+            ],
+            {
+                0: "promoted",
+                1: "failed, no fleet, or gave up after --timeout",
+                2: "unknown rollout id",
+                3: "rolled back (or aborted)",
+            },
+        ),
+        formatter_class=HelpFormatter,
     )
-    w.add_argument("id")
+    w.add_argument("id", help="rollout id (`canary rollout status` lists them)")
     w.add_argument(
         "--json", action="store_true", help="print the final record as JSON on the last line"
     )
@@ -62,8 +125,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     w.set_defaults(func=cmd_watch)
 
     for name, text in COMMANDS.items():
-        c = rs.add_parser(name, help=text)
-        c.add_argument("id")
+        c = rs.add_parser(
+            name,
+            help=text,
+            description=f"{text[0].upper()}{text[1:]}. The command is queued in Redis and the "
+            "coordinator applies it at its next check, within seconds (the dashboard's buttons "
+            "do the same).",
+            epilog=epilog(
+                [f"canary rollout {name} shop-20260101-120000-ab12cd"],
+                {0: "queued", 1: "the rollout already ended, or no fleet", 2: "unknown id"},
+            ),
+            formatter_class=HelpFormatter,
+        )
+        c.add_argument("id", help="rollout id (`canary rollout status` lists them)")
         c.set_defaults(func=cmd_command, command=name)
 
 
@@ -109,10 +183,6 @@ def cmd_start(args: argparse.Namespace) -> int:
     return 0
 
 
-def _when(ts: Any) -> str:
-    return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     store = fleet_store()
     if args.id:
@@ -138,53 +208,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         for r in records:
             print(json.dumps({k: r.get(k) for k in keep}))
         return 0
-    table = Table(title="rollouts (newest first)")
-    table.add_column("id", no_wrap=True)
-    for col in ("state", "weight", "step", "canary", "started (UTC)", "last decision"):
-        table.add_column(col, overflow="fold")
-    for r in records:
-        last = (r.get("decisions") or [{}])[-1]
-        table.add_row(
-            r["id"],
-            r["state"],
-            f"{r.get('weight', 0)}%",
-            f"{r.get('step', 0) + 1}/{len(r.get('weights') or [])}",
-            str(r["config"]["canary"].get("version") or r["config"]["canary"]["url"]),
-            _when(r.get("created_at")),
-            str(last.get("action", "-")),
-        )
-    Console().print(table)
+    for line in table_lines(records, _width()):
+        print(line)
     return 0
 
 
+def _width() -> int:
+    """The terminal's width, 80 when it cannot tell (a pipe), never more than 160."""
+    return min(shutil.get_terminal_size((80, 24)).columns, 160)
+
+
 def _print_one(record: dict[str, Any]) -> None:
-    console = Console(soft_wrap=True)
-    cfg = record["config"]
-    console.print(
-        f"{record['id']}  [{record['state']}]", style="bold", highlight=False, markup=False
-    )
-    console.print(
-        f"stable {cfg['stable'].get('version') or ''} {cfg['stable']['url']}  →  canary {cfg['canary'].get('version') or ''} {cfg['canary']['url']}",
-        highlight=False,
-        markup=False,
-    )
-    weights = record.get("weights") or []
-    console.print(
-        f"weight {record.get('weight')}%  step {record.get('step', 0) + 1}/{len(weights)} ({' → '.join(f'{w}%' for w in weights)})",
-        highlight=False,
-        markup=False,
-    )
-    console.print(
-        f"started {_when(record.get('created_at'))} UTC; canary failures so far {record.get('canary_failures', 0)}",
-        highlight=False,
-        markup=False,
-    )
-    for d in (record.get("decisions") or [])[-5:]:
-        console.print(
-            f"  {d['window']}: {d['action']} at {d['weight']}% — {'; '.join(d.get('reasons') or [])}",
-            highlight=False,
-            markup=False,
-        )
+    for line in detail_lines(record, _width()):
+        print(line)
 
 
 def _watch(store: Store, rollout_id: str, *, as_json: bool, timeout: float) -> int:

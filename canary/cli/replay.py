@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from canary.analysis.engine import EngineSettings
 from canary.analysis.slo import SLO
+from canary.cli.helptext import HelpFormatter, epilog
 from canary.documents import load_document, parse_model
 from canary.errors import CanaryError, ConfigError
 from canary.replay import SLOModel, load_recording, replay
@@ -41,13 +42,32 @@ class AnalysisConfig(_Strict):
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    e = sub.add_parser("export", help="write a rollout's recording (canary-replay/1) from Redis")
+    e = sub.add_parser(
+        "export",
+        help="write a rollout's recording (canary-replay/1) from Redis",
+        description="Write every result of a rollout, and stable's history before it, as one "
+        "canary-replay/1 JSON file: replay it, report it, or keep it as a test case.",
+        epilog=epilog(
+            ["canary export shop-20260101-120000-ab12cd -o shop.json"],
+            {0: "written", 1: "Redis unreachable", 2: "unknown rollout id"},
+        ),
+        formatter_class=HelpFormatter,
+    )
     e.add_argument("rollout_id", metavar="ROLLOUT_ID")
     e.add_argument("-o", "--output", help="write to this file instead of stdout")
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser(
-        "replay", help="replay a recording through the analysis; print decisions as JSON Lines"
+        "replay",
+        help="replay a recording through the analysis; print decisions as JSON Lines",
+        description="Feed a recording's results, in time order, through the analysis a live "
+        "rollout uses, and print each decision as a JSON line, then the outcome. --config "
+        "overrides the SLO, the schedule or the engine's settings: what would it have decided?",
+        epilog=epilog(
+            ["canary replay shop.json", "canary replay shop.json --config stricter.yaml"],
+            {0: "replayed (any outcome)", 2: "invalid recording or config (FILE:LINE:COL: ...)"},
+        ),
+        formatter_class=HelpFormatter,
     )
     r.add_argument("file", metavar="FILE", help="a canary-replay/1 recording")
     r.add_argument("--config", metavar="ANALYSIS.yaml", help="SLO, schedule or engine overrides")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from canary.cli.helptext import HelpFormatter, epilog
+
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
@@ -12,11 +14,29 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="write an HTML report (plots, decisions, reasons) of a rollout or a recording",
         description="Write one self-contained HTML file: per-version error rate and latency over "
         "time, the canary weight, forecast bands, every decision with its reasons. SOURCE is a "
-        "recording (canary-replay/1 JSON file) or a rollout id read from CANARY_REDIS_URL.",
+        "recording (canary-replay/1 JSON file, whose decisions are what the analysis decides on "
+        "replaying it) or a rollout id read from CANARY_REDIS_URL.",
+        epilog=epilog(
+            [
+                "canary report shop-20260101-120000-ab12cd -o shop.html",
+                "canary export shop-20260101-120000-ab12cd > rec.json && canary report rec.json",
+            ],
+            {
+                0: "report written",
+                1: "no such rollout, or Redis unreachable",
+                2: "invalid recording",
+            },
+        ),
+        formatter_class=HelpFormatter,
     )
     p.add_argument("source", metavar="ROLLOUT_ID|RECORDING.json")
     p.add_argument(
         "-o", "--output", default=None, help="where to write (default: SOURCE-NAME.report.html)"
+    )
+    p.add_argument(
+        "--no-analysis",
+        action="store_true",
+        help="for a recording: draw the nominal schedule instead of replaying the analysis",
     )
     p.set_defaults(func=cmd_report)
 
@@ -27,7 +47,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     source = str(args.source)
     path = Path(source)
     if path.suffix.lower() == ".json" or path.is_file():
-        data = report.from_recording(path)
+        data = report.from_recording(path, analyse=not args.no_analysis)
         default = path.with_suffix(".report.html").name
     else:
         from canary.cli.operate import fleet_store

@@ -18,6 +18,7 @@ from typing import Any
 from rich.console import Console
 
 from canary.cli.follow import Followed, follow
+from canary.cli.helptext import HelpFormatter, epilog
 from canary.errors import CanaryError, StoreError
 from canary.local.lastwill import StableRoute, write_will
 from canary.local.procs import ManagedProcess, set_last_will
@@ -43,7 +44,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(func=cmd_run)
 
     d = sub.add_parser(
-        "demo", help="run the demo: a healthy canary promoted, a faulty one rolled back"
+        "demo",
+        help="run the demo: a healthy canary promoted, a faulty one rolled back",
+        description="Start Redis, workers, demo shops behind HAProxy and the dashboard on this "
+        "machine, run two real rollouts side by side (a healthy canary, and one that turns bad "
+        "once it has traffic), print every step, traffic shift and decision, and stop "
+        "everything it started. ./scripts/demo runs it.",
+        epilog=epilog(
+            ["canary demo", "canary demo --interval 2 --workdir /tmp/demo   # faster; keep logs"],
+            {0: "both rollouts ended as designed", 1: "they did not (see the output and logs)"},
+        ),
+        formatter_class=HelpFormatter,
     )
     d.add_argument("--interval", type=float, default=4.0, help="seconds per step (default 4)")
     d.add_argument("--workdir", help="where logs go (default: a temporary folder)")

@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from canary.cli.helptext import HelpFormatter, epilog, helped
+from canary.documents import load_document
 from canary.errors import ConfigError, Problem
 from canary.probing import Target, run_transaction
 from canary.transactions import load_transaction, transaction_schema
@@ -18,16 +20,33 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_INVALID = 2
 MAX_COUNT = 100_000
+KINDS = ("transaction", "rollout", "monitor", "recording")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
+    p = helped(
+        sub,
         "validate",
-        help="check transaction definitions",
-        description="Check definitions; print each problem as FILE:LINE:COL: field: message. "
-        "Exit 0 when every file is valid, 2 otherwise.",
+        help="check transaction, rollout, monitor and recording files",
+        description="Check files without running anything; print each problem as "
+        "FILE:LINE:COL: field: message on stdout, and a summary on stderr. The kind of each "
+        "file is recognised from its top-level keys: a rollout (stable, canary; its "
+        "transaction files are checked too), a monitor (service, url, transactions), a "
+        "recording (format: canary-replay/1) or a transaction (anything else).",
+        examples=[
+            "canary validate configs/transactions/*.yaml",
+            "canary validate configs/rollouts/example.yaml",
+            "canary validate --kind monitor monitors/shop.yaml",
+        ],
+        exits={0: "every file is valid", 2: "at least one problem was printed"},
     )
     p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument(
+        "--kind",
+        choices=KINDS,
+        default=None,
+        help="check every file as this kind instead of recognising it",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(
@@ -35,6 +54,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="run a transaction against a URL, here and now",
         description="Run a transaction COUNT times against URL. Exit 0 when the runs meet the "
         "definition's sla_success_threshold, 1 when they do not, 2 for an invalid file.",
+        epilog=epilog(
+            [
+                "canary probe configs/transactions/demo-checkout.yaml --target http://127.0.0.1:8080",
+                "canary probe tx.yaml --target https://canary.example.com --count 20 --json",
+            ],
+            {
+                0: "the runs met sla_success_threshold",
+                1: "they did not",
+                2: "invalid file or arguments",
+            },
+        ),
+        formatter_class=HelpFormatter,
     )
     p.add_argument("file", metavar="FILE")
     p.add_argument("--target", required=True, metavar="URL", help="base URL of the version")
@@ -54,15 +85,56 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "schema",
         help="print the JSON Schema of transaction definitions",
         description="Print the JSON Schema (draft 2020-12) of transaction files, for editors.",
+        epilog=epilog(["canary schema > transaction.schema.json"], {0: "schema printed"}),
+        formatter_class=HelpFormatter,
     )
     p.set_defaults(func=cmd_schema)
 
 
+def _kind_of(name: str) -> str:
+    """What a file is, from its top-level keys; unreadable files go to the transaction loader,
+    whose messages for a file it cannot parse are the established ones."""
+    try:
+        data = load_document(name).data
+    except (ConfigError, OSError):
+        return "transaction"
+    if not isinstance(data, dict):
+        return "transaction"
+    if str(data.get("format", "")).startswith("canary-replay/"):
+        return "recording"
+    if "stable" in data and "canary" in data:
+        return "rollout"
+    if "transaction_name" not in data and {"service", "url", "transactions"} <= set(data):
+        return "monitor"
+    return "transaction"
+
+
+def _check(name: str, kind: str) -> None:
+    """Load ``name`` as ``kind`` with the loader the running system uses; ConfigError if bad."""
+    if kind == "rollout":
+        from canary.rollout.config import load_rollout
+
+        load_rollout(name)
+    elif kind == "monitor":
+        from canary.monitor import load_monitor
+
+        load_monitor(name)
+    elif kind == "recording":
+        from canary.replay import load_recording
+
+        load_recording(name)
+    else:
+        load_transaction(name)
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     bad = 0
+    kinds: dict[str, int] = {}
     for name in args.files:
+        kind = args.kind or _kind_of(name)
+        kinds[kind] = kinds.get(kind, 0) + 1
         try:
-            load_transaction(name)
+            _check(name, kind)
         except ConfigError as exc:
             bad += 1
             problems = exc.problems or [Problem(name, 1, 1, "", str(exc))]
@@ -72,8 +144,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bad += 1
             print(Problem(name, 1, 1, "", f"cannot be checked: {type(exc).__name__}: {exc}"))
     total = len(args.files)
-    summary = f"{total - bad} of {total} file(s) valid"
-    print(summary, file=sys.stderr)
+    seen = ", ".join(f"{n} {k}{'s' if n > 1 else ''}" for k, n in sorted(kinds.items()))
+    print(f"{total - bad} of {total} file(s) valid ({seen})", file=sys.stderr)
     return EXIT_INVALID if bad else EXIT_OK
 
 

@@ -7,6 +7,7 @@ import os
 import socket
 import sys
 
+from canary.cli.helptext import HelpFormatter, epilog
 from canary.errors import CanaryError
 from canary.settings import load_settings
 
@@ -23,6 +24,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             "Example on a new test host: CANARY_REDIS_URL=redis://broker:6379/0 "
             "canary worker --queues eu-west,production --concurrency 64"
         ),
+        epilog=epilog(
+            [
+                "CANARY_REDIS_URL=redis://:PASSWORD@broker:6379/0 canary worker --queues eu-west",
+                "canary worker --queues control   # the coordinator's queue",
+            ],
+            {0: "stopped", 1: "Celery could not start", 2: "invalid arguments"},
+        ),
+        formatter_class=HelpFormatter,
     )
     _arguments(p)
     p.set_defaults(func=cmd_worker)

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from canary.demo.faults import BREAK_MODES, ENDPOINTS, BrokenEndpoint, Faults
+from canary.demo.faults import BREAK_MODES, ENDPOINTS, USER_HEADER, BrokenEndpoint, Faults
 from canary.demo.server import ShopServer
 from canary.demo.shop import Shop
 
@@ -54,6 +54,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME[:MODE]",
         help=f"endpoint: {', '.join(ENDPOINTS)}; mode: {' or '.join(BREAK_MODES)} (default 500)",
     )
+    serve.add_argument(
+        "--user-capacity-rps",
+        type=_non_negative,
+        default=0.0,
+        metavar="N",
+        help=f"saturate beyond N user requests per second (those with {USER_HEADER}; 0: never)",
+    )
+    serve.add_argument(
+        "--overload-ms-per-rps",
+        type=_non_negative,
+        default=40.0,
+        metavar="N",
+        help="latency added per user request per second over the capacity (default 40)",
+    )
+    serve.add_argument(
+        "--overload-errors-per-rps",
+        type=_non_negative,
+        default=0.04,
+        metavar="F",
+        help="error rate added per user request per second over the capacity (default 0.04)",
+    )
     serve.add_argument("--seed", type=int, default=None)
     return parser
 
@@ -75,6 +96,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency_growth_ms_per_s=args.latency_growth_ms_per_s,
         broken=tuple(args.broken_endpoint),
         seed=args.seed,
+        user_capacity_rps=args.user_capacity_rps,
+        overload_ms_per_rps=args.overload_ms_per_rps,
+        overload_errors_per_rps=args.overload_errors_per_rps,
     )
     try:
         server = ShopServer((args.host, args.port), args.name, args.app_version, faults, Shop())

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from canary.demo.faults import Faults
+from canary.demo.faults import USER_HEADER, Faults
 from canary.demo.shop import Shop, ShopError
 
 # Operational endpoints stay healthy whatever the faults, so launchers and routers can see the
@@ -177,6 +177,8 @@ class ShopHandler(BaseHTTPRequestHandler):
     def _run(self, endpoint: str, params: dict[str, str], query: str, body: bytes) -> Response:
         faults = self.server.faults
         if endpoint not in UNFAULTED:
+            if self.headers.get(USER_HEADER):
+                faults.user_request()
             delay = faults.delay_seconds()
             if delay > 0:
                 time.sleep(delay)

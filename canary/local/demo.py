@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from canary.local.procs import ManagedProcess
@@ -23,6 +24,7 @@ def demo_argv(
     broken_endpoint: str | None = None,
     seed: int | None = None,
     version: str | None = None,
+    extra_args: Sequence[str] = (),
 ) -> list[str]:
     """The command line that serves the demo shop with these faults."""
     argv = [sys.executable, "-m", "canary.demo", "serve", "--host", host, "--port", str(port)]
@@ -34,7 +36,7 @@ def demo_argv(
         argv += ["--seed", str(seed)]
     if version:
         argv += ["--app-version", version]
-    return argv
+    return argv + list(extra_args)
 
 
 def _healthy(url: str, pid: int | None) -> bool:
@@ -55,6 +57,7 @@ def start_demo_service(
     broken_endpoint: str | None = None,
     seed: int | None = None,
     version: str | None = None,
+    extra_args: Sequence[str] = (),
 ) -> ManagedProcess:
     """Start ``name`` on 127.0.0.1:``port``; its base URL is in ``.url`` once this returns."""
     argv = demo_argv(
@@ -66,6 +69,7 @@ def start_demo_service(
         broken_endpoint=broken_endpoint,
         seed=seed,
         version=version,
+        extra_args=extra_args,
     )
     proc = ManagedProcess(f"demo-{name}", argv, log_path=Path(workdir) / f"demo-{name}-{port}.log")
     proc.url = f"http://127.0.0.1:{port}/"

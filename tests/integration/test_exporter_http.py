@@ -105,7 +105,7 @@ def test_metrics_describe_the_rollout(exporter: tuple[str, str], redis_url: str)
     assert get("canary_rollout_state", state="running") == 1
     assert get("canary_rollout_state", state="promoted") == 0
     assert get("canary_rollout_weight_percent") == 40
-    assert get("canary_rollout_step") == 2
+    assert get("canary_rollout_step") == 3  # counted from 1, as `rollout status` says it
     assert get("canary_rollout_steps") == 4
     assert get("canary_rollout_canary_failures") == 3
     assert (

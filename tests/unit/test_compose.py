@@ -38,6 +38,7 @@ def test_the_stack_has_every_service() -> None:
         "flower",
         "exporter",
         "gate",
+        "dashboard",
         "demo-stable",
         "demo-canary",
         "haproxy",
@@ -141,6 +142,11 @@ def test_gate_requires_its_token_and_binds_localhost_only() -> None:
     assert (ROOT / config_dir.removeprefix("/app/")).is_dir()
     assert _published(gate) == ["127.0.0.1:${GATE_PORT:-8787}:8787"]
     assert "8787" in DOCKERFILE.split("EXPOSE", 1)[1].splitlines()[0]
+
+
+def test_dashboard_requires_a_password() -> None:
+    env = SERVICES["dashboard"]["environment"]
+    assert env["CANARY_DASHBOARD_PASSWORD"].startswith("${DASHBOARD_PASSWORD:?")
 
 
 def test_probe_workers_scale() -> None:

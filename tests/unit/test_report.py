@@ -16,7 +16,7 @@ from canary.errors import ConfigError
 EVIL = '<script>alert("x")</script>'
 
 
-def recording(*, decisions: bool = True, forecast: bool = True) -> dict[str, Any]:
+def recording() -> dict[str, Any]:
     """Four minutes: a healthy start, then the canary slows down and fails more and more."""
     rng = random.Random(7)
     obs = []
@@ -29,9 +29,8 @@ def recording(*, decisions: bool = True, forecast: bool = True) -> dict[str, Any
             o = {"t": t, "version": version, "transaction": "checkout", "ok": ok, "latency_ms": lat}
             if not ok:
                 o["error"] = EVIL
-                o["extra_field"] = "ignored"
             obs.append(o)
-    doc: dict[str, Any] = {
+    return {
         "format": "canary-replay/1",
         "name": "checkout-drift",
         "rollout": {
@@ -44,53 +43,34 @@ def recording(*, decisions: bool = True, forecast: bool = True) -> dict[str, Any
         "transactions": ["checkout"],
         "history": [],
         "observations": obs,
-        "unknown_top_level": {"tolerated": True},
     }
-    if decisions:
-        doc["decisions"] = [
-            {
-                "t": 60.0,
-                "weight": 30,
-                "action": "increase",
-                "reasons": ["all checks within tolerance"],
-                "predictive": False,
-            },
-            {
-                "t": 120.0,
-                "weight": 50,
-                "action": "increase",
-                "reasons": ["ok"],
-                "predictive": False,
-            },
-            {
-                "t": 180.0,
-                "weight": 50,
-                "action": "hold",
-                "reasons": ["checkout p95 inconclusive (n=41)", EVIL],
-            },
-            {
-                "t": 210.0,
-                "weight": 0,
-                "action": "rollback",
-                "reasons": ["checkout p95 forecast to exceed 250 ms within 60 s (p=0.97)"],
-                "predictive": True,
-                "metrics": {
-                    "forecast": {
-                        "metric": "p95_ms",
-                        "threshold": 250,
-                        "probability": 0.97,
-                        "points": [
-                            {"dt": dt, "mean": 190 + dt, "lo": 160 + dt / 2, "hi": 220 + 1.5 * dt}
-                            for dt in range(0, 61, 10)
-                        ],
-                    }
-                }
-                if forecast
-                else {},
-            },
-            {"outcome": "rolled_back", "t": 210.0},
-        ]
-    return doc
+
+
+def marked(data: report.ReportData) -> report.ReportData:
+    """The recording's data with hand-written decisions: a hold with markup, a predictive rollback."""
+    data.decisions = [
+        report.DecisionMark(60.0, "increase", 30, ["all checks within tolerance"]),
+        report.DecisionMark(120.0, "increase", 50, ["ok"]),
+        report.DecisionMark(180.0, "hold", 50, ["checkout p95 inconclusive (n=41)", EVIL]),
+        report.DecisionMark(
+            210.0,
+            "rollback",
+            0,
+            ["checkout p95 forecast to exceed 250 ms within 60 s (p=0.97)"],
+            predictive=True,
+        ),
+    ]
+    data.forecasts = [
+        report.Forecast(
+            "p95_ms",
+            [(210.0 + dt, 190 + dt, 160 + dt / 2, 220 + 1.5 * dt) for dt in range(0, 61, 10)],
+            threshold=250,
+            probability=0.97,
+        )
+    ]
+    data.weights = [(0.0, 10.0), (60.0, 30.0), (120.0, 50.0), (210.0, 0.0)]
+    data.outcome, data.final_reasons = "rolled_back", data.decisions[-1].reasons
+    return data
 
 
 def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
@@ -99,12 +79,21 @@ def write(tmp_path: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
-def test_recording_report_has_plots_decisions_and_reasons(tmp_path: Path) -> None:
-    data = report.from_recording(write(tmp_path, recording()))
-    assert data.outcome == "rolled_back"
-    assert [d.action for d in data.decisions] == ["increase", "increase", "hold", "rollback"]
-    assert data.weights[0] == (0.0, 10.0) and data.weights[-1] == (210.0, 0.0)
-    assert data.final_reasons[0].startswith("checkout p95 forecast")
+def test_recording_is_replayed_through_the_analysis(tmp_path: Path) -> None:
+    from canary import replay
+
+    path = write(tmp_path, recording())
+    data = report.from_recording(path)
+    lines = list(replay.replay(replay.load_recording(path)))
+    assert data.outcome == lines[-1]["outcome"] == "rolled_back"
+    assert [d.action for d in data.decisions] == [ln["action"] for ln in lines[:-1]]
+    assert data.decisions[-1].action == "rollback" and data.final_reasons
+    assert data.weights[0] == (0.0, 10.0) and data.weights[-1][1] == 0.0
+    assert not data.weights_nominal
+
+
+def test_report_has_plots_decisions_and_reasons(tmp_path: Path) -> None:
+    data = marked(report.from_recording(write(tmp_path, recording()), analyse=False))
     page = report.render(data)
     for chart in ("errors", "latency", "weight"):
         assert f'<svg id="{chart}"' in page
@@ -118,15 +107,15 @@ def test_recording_report_has_plots_decisions_and_reasons(tmp_path: Path) -> Non
 
 
 def test_text_is_escaped_and_nothing_is_fetched(tmp_path: Path) -> None:
-    page = report.render(report.from_recording(write(tmp_path, recording())))
+    page = report.render(marked(report.from_recording(write(tmp_path, recording()))))
     assert "<script" not in page
     assert "&lt;script&gt;" in page
     # Self-contained: no external resources, links or scripts.
     assert not re.search(r"""(src|href)\s*=|@import|url\(""", page)
 
 
-def test_without_decisions_the_weight_follows_the_nominal_schedule(tmp_path: Path) -> None:
-    data = report.from_recording(write(tmp_path, recording(decisions=False)))
+def test_without_analysis_the_weight_follows_the_nominal_schedule(tmp_path: Path) -> None:
+    data = report.from_recording(write(tmp_path, recording()), analyse=False)
     assert data.weights_nominal
     assert data.weights[:3] == [(0.0, 10.0), (60.0, 30.0), (120.0, 50.0)]
     assert data.outcome is None
@@ -146,12 +135,13 @@ def test_buckets_aggregate_per_version() -> None:
     ("doc", "message"),
     [
         ({"format": "other"}, "format"),
-        ({"format": "canary-replay/1"}, "observations"),
-        ({"format": "canary-replay/1", "observations": [{"t": 0}]}, r"observations\[0\]"),
+        ({**recording(), "observations": [{"t": 0}]}, r"observations\[0\]"),
+        ({**recording(), "decisions": []}, "decisions"),
     ],
 )
 def test_bad_recordings_name_the_field(tmp_path: Path, doc: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    # The same parser as `canary replay`: file:line:col, then the field at fault.
+    with pytest.raises(ConfigError, match=rf"rec\.json:\d+:\d+: .*{message}"):
         report.from_recording(write(tmp_path, doc))
 
 

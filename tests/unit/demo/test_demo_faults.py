@@ -57,3 +57,21 @@ def test_broken_endpoint_parsing() -> None:
 def test_invalid_faults_are_refused(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         Faults(**kwargs)
+
+
+def test_saturation_grows_with_the_users_rate_beyond_capacity() -> None:
+    faults = Faults(user_capacity_rps=2.5, overload_ms_per_rps=100, overload_errors_per_rps=0.1)
+    now = 1000.0
+    for i in range(4):  # 2 requests/s over the 2 s window: under capacity
+        faults.user_request(now - i * 0.5)
+    assert faults.overload(now) == 0 and faults.delay_seconds(now) == 0
+    for i in range(4):  # 4 requests/s: 1.5 over
+        faults.user_request(now - i * 0.5 - 0.25)
+    assert faults.overload(now) == pytest.approx(1.5)
+    assert faults.delay_seconds(now) == pytest.approx(0.15)
+    assert sum(faults.should_fail(now) for _ in range(2000)) == pytest.approx(300, abs=60)
+    # Old requests leave the window; without a capacity nothing is counted at all.
+    assert faults.overload(now + 5) == 0
+    unlimited = Faults()
+    unlimited.user_request(now)
+    assert unlimited.overload(now) == 0
