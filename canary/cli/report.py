@@ -49,6 +49,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if path.suffix.lower() == ".json" or path.is_file():
         data = report.from_recording(path, analyse=not args.no_analysis)
         default = path.with_suffix(".report.html").name
+    elif (kept := _kept_recording(source)) is not None:
+        # `canary run` with its own Redis leaves the rollout's files behind when it ends.
+        data = report.from_recording(kept, analyse=not args.no_analysis)
+        default = f"{source}.report.html"
     else:
         from canary.cli.operate import fleet_store
 
@@ -57,3 +61,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     out = report.write_report(data, args.output or default)
     print(f"report written to {out}")
     return 0
+
+
+def _kept_recording(rollout_id: str) -> Path | None:
+    """The recording `canary run` kept for ``rollout_id`` under CANARY_HOME/runs, if any."""
+    from canary.cli.rollouts import runs_dir
+
+    if "/" in rollout_id or rollout_id.startswith("."):
+        return None
+    path = runs_dir() / rollout_id / "recording.json"
+    return path if path.is_file() else None

@@ -157,3 +157,24 @@ def test_cli_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert args.func(args) == 0
     assert out.read_text().startswith("<!DOCTYPE html>")
     assert str(out) in capsys.readouterr().out
+
+
+def test_cli_finds_what_canary_run_kept_by_rollout_id(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After `canary run` its private Redis is gone; `canary report ID` reads the kept recording."""
+    import argparse
+
+    from canary.cli import report as cli
+
+    monkeypatch.setenv("CANARY_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CANARY_REDIS_URL", raising=False)
+    folder = tmp_path / "home" / "runs" / "shop-20260101-000000-abcd"
+    folder.mkdir(parents=True)
+    (folder / "recording.json").write_text(json.dumps(recording()))
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    out = tmp_path / "kept.html"
+    args = parser.parse_args(["report", "shop-20260101-000000-abcd", "-o", str(out)])
+    assert args.func(args) == 0
+    assert out.read_text().startswith("<!DOCTYPE html>")
