@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +42,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--watch", action="store_true", help="follow it to the end (exit code as `watch`)"
     )
     s.add_argument("--json", action="store_true", help='print {"id": ...} as JSON')
+    s.add_argument(
+        "--replace",
+        action="store_true",
+        help="abort the service's running rollout first (without it a second one is refused)",
+    )
     s.set_defaults(func=cmd_start)
 
     t = rs.add_parser("status", help="a table of rollouts, or one rollout in detail")
@@ -101,14 +107,45 @@ def cmd_start(args: argparse.Namespace) -> int:
     config, transactions = load_rollout(args.file)
     url = fleet_url()
     store = fleet_store(url)
-    rollout_id = start(url, config, transactions)
+    holder = store.service_holder(config.service_name)
+    running = store.load_rollout(holder) if holder else None
+    if running is not None and not st.is_final(running["state"]) and not args.replace:
+        raise ConfigError(
+            f"{args.file}: service {config.service_name!r} already has rollout {holder} "
+            f"{running['state']} at weight {running.get('weight', 0)}%; wait for it, abort it "
+            "(`canary rollout abort`), or start with --replace"
+        )
+    rollout_id = start(url, config, transactions, replace=args.replace)
     if args.json:
         print(json.dumps({"id": rollout_id}))
     else:
-        print(rollout_id)
+        print(rollout_id, flush=True)
     if args.watch:
+        if not _await_record(store, rollout_id, CREATED_WITHIN_S):
+            print(
+                f"rollout {rollout_id} was sent, but no control worker created it within "
+                f"{CREATED_WITHIN_S:.0f} s; is one running? (`canary rollout status` shows it later)",
+                file=sys.stderr,
+            )
+            return 1
         return _watch(store, rollout_id, as_json=False, timeout=24 * 3600.0)
     return 0
+
+
+# How long `start --watch` waits for the control worker to create the rollout it was sent.
+CREATED_WITHIN_S = 60.0
+# How long a command waits for the control worker's answer.
+ANSWER_WITHIN_S = 30.0
+
+
+def _await_record(store: Store, rollout_id: str, timeout: float) -> bool:
+    """Wait until the rollout's record exists: the start task is asynchronous."""
+    deadline = time.monotonic() + timeout
+    while store.load_rollout(rollout_id) is None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def _when(ts: Any) -> str:
@@ -216,7 +253,12 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_command(args: argparse.Namespace) -> int:
-    store = fleet_store()
+    """Send the command task; the control worker applies it at once and answers (or says why not)."""
+    from canary.flower import task_argsrepr
+    from workers.app import client
+
+    url = fleet_url()
+    store = fleet_store(url)
     record = _record(store, args.id)
     if st.is_final(record["state"]):
         print(
@@ -224,6 +266,28 @@ def cmd_command(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    store.push_control(args.id, args.command)
-    print(f"{args.command} queued for {args.id}; the coordinator applies it at its next check")
+    command_id = uuid.uuid4().hex
+    task = f"canary.{args.command}"
+    with client(url) as app:
+        task_args = [args.id, command_id]
+        app.send_task(
+            task,
+            args=task_args,
+            queue=load_settings().control_queue,
+            argsrepr=task_argsrepr(task, task_args),
+        )
+    deadline = time.monotonic() + ANSWER_WITHIN_S
+    while (answer := store.command_answer(args.id, command_id)) is None:
+        if time.monotonic() > deadline:
+            print(
+                f"{args.command} sent for {args.id}, but no control worker answered within "
+                f"{ANSWER_WITHIN_S:.0f} s; it is applied when one runs",
+                file=sys.stderr,
+            )
+            return 1
+        time.sleep(0.1)
+    if answer != "applied":
+        print(f"{args.command} for {args.id}: {answer}", file=sys.stderr)
+        return 1
+    print(f"{args.command} applied to {args.id}")
     return 0

@@ -102,7 +102,7 @@ def test_operator_commands_are_taken_once(redis_url: str) -> None:
     store = Store.from_url(redis_url)
     store.push_control("r1", "pause")
     store.push_control("r1", "abort")
-    assert store.pop_controls("r1") == ["pause", "abort"]
+    assert [c.command for c in store.pop_controls("r1")] == ["pause", "abort"]
     assert store.pop_controls("r1") == []
 
 
