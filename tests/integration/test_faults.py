@@ -8,8 +8,11 @@ file, so "traffic back on stable" is checked where Redis cannot vouch for it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -272,3 +275,67 @@ def test_probe_hanging_past_its_timeout_is_a_failed_result(
     acc = _accounting(fleet, rid)
     # No batch got stuck on the hanging service: every one of them reported.
     assert all(a["sealed"] and not a["missing"] for a in acc.values()), acc
+
+
+def _cli(fleet: LocalFleet, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CANARY_REDIS_URL": fleet.redis_url}
+    return subprocess.run(
+        [sys.executable, "-m", "canary.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_operator_commands_act_at_once_during_a_long_step(
+    tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
+) -> None:
+    """A 5 min step: pause, resume, a replacing start and abort act before it ends."""
+    fleet = fleet_factory()
+    path, weight = _rollout(
+        tmp_path, demo_service_factory("s").url, demo_service_factory("c").url, interval=300
+    )
+    calls = tmp_path / "calls"
+    doc = yaml.safe_load(path.read_text())
+    doc["router"]["rollback"] += f"; echo rollback >> {calls}"
+    path.write_text(yaml.safe_dump(doc))
+    rid = _start(fleet, path)
+    store = Store.from_url(fleet.redis_url)
+    _in_window(fleet, rid, "s0a0")
+
+    paused = _cli(fleet, "rollout", "pause", rid)
+    assert paused.returncode == 0 and "pause applied" in paused.stdout, paused.stderr
+    assert (store.load_rollout(rid) or {})["state"] == "paused"
+    assert _cli(fleet, "rollout", "resume", rid).returncode == 0
+    assert (store.load_rollout(rid) or {})["state"] == "running"
+
+    # A second rollout of the same service is refused, naming the running one...
+    refused = _cli(fleet, "rollout", "start", str(path))
+    assert refused.returncode == 2 and rid in refused.stderr, refused.stderr
+    # ...unless it replaces it: the first one is aborted, and says by which.
+    replaced = _cli(fleet, "rollout", "start", str(path), "--replace", "--json")
+    assert replaced.returncode == 0, replaced.stderr
+    second = json.loads(replaced.stdout)["id"]
+    old = _final(fleet, rid, timeout=30)
+    assert old["state"] == "aborted" and old["replaced_by"] == second and old["weight"] == 0
+    assert "replaced by rollout " + second in old["reasons"][0]
+    assert store.is_sealed(rid, "s0a0")  # its running batches are refused, not judged
+    _in_window(fleet, second, "s0a0")
+    assert store.service_holder("fault") == second
+
+    aborted = _cli(fleet, "rollout", "abort", second)
+    assert aborted.returncode == 0 and "abort applied" in aborted.stdout, aborted.stderr
+    final = store.load_rollout(second)
+    assert final is not None and final["state"] == "aborted" and final["weight"] == 0
+    assert calls.read_text().split() == ["rollback", "rollback"] and _weight(weight) == 0
+    # Both ended inside their first step: nothing waited for a step's end to act.
+    for ended in (old, final):
+        assert ended["finished_at"] < ended["window_started_at"] + 300
+    commands = [e["data"] for _, e in store.read_events(rid) if e["type"] == "command"]
+    assert [(c["command"], c["result"]) for c in commands] == [
+        ("pause", "applied"),
+        ("resume", "applied"),
+        ("abort", "applied"),
+    ]
+    assert _cli(fleet, "rollout", "abort", second).returncode == 1  # already ended
