@@ -280,6 +280,7 @@ def _dispatch_window(
             "attempt": attempt,
             "weight": weight,
             "window": window,
+            "started_at": start,
             "batches": len(plan.batches),
             "probes": cfg.probes.per_step * 2 * len(record.transactions),
         },
