@@ -15,12 +15,23 @@ from canary.rollout.record import RolloutRecord
 log = logging.getLogger(__name__)
 
 DECISIONS_KEPT = 200
-# The alert kinds a judge may raise with a decision, by what their text starts with.
-_DECISION_ALERTS = (("stable_unhealthy", "stable_unhealthy"), ("error budget", "error_budget"))
+# The alert kinds a judge may raise with a decision, by what their text contains.
+STABLE_UNHEALTHY = "stable_unhealthy"
+_DECISION_ALERTS = ((STABLE_UNHEALTHY, STABLE_UNHEALTHY), ("budget", "error_budget"))
 
 
 def apply(ctx: Context, record: RolloutRecord, window: str, decision: Decision) -> None:
-    """Record a window's decision and act on it; the caller saves the record once."""
+    """Record a window's decision and act on it; the caller saves the record once.
+
+    A stable that fails is no baseline: while the judge says so, traffic never moves (an
+    increase or a promotion becomes a hold), and operators hear it once.
+    """
+    unhealthy = any(STABLE_UNHEALTHY in a for a in decision.alerts)
+    if unhealthy and decision.action in ("increase", "promote"):
+        decision.reasons.append(
+            f"holding at {record.weight}%: traffic does not move while stable is unhealthy"
+        )
+        decision.action = "hold"
     record.judged = window
     entry = {
         "window": window,
@@ -35,7 +46,13 @@ def apply(ctx: Context, record: RolloutRecord, window: str, decision: Decision) 
     ]
     ctx.store.append_event(record.id, "decision", entry)
     for text in decision.alerts:
-        alert(ctx, record, _alert_kind(text), text, decision.reasons, "warning")
+        kind = _alert_kind(text)
+        summary = (
+            "stable is unhealthy: it is no baseline, the rollout holds"
+            if kind == STABLE_UNHEALTHY
+            else text
+        )
+        alert(ctx, record, kind, summary, decision.reasons, "warning")
     step, attempt = record.step, record.attempt
     if decision.action == "rollback":
         end(ctx, record, "rolled_back", decision)

@@ -556,3 +556,52 @@ def test_abort_wins_over_a_promote_that_came_with_it_and_both_are_answered(
     assert operator.command(ctx, rid, "promote", "p2").startswith(
         "not applied: the rollout already ended"
     )
+
+
+def test_traffic_never_moves_while_stable_is_unhealthy_and_the_alert_goes_once(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from canary.analysis.decision import Decision
+    from canary.analysis.judge import JUDGES, ScriptedJudge
+
+    sick = ["stable is unhealthy: stable success 40.0% (8/20) vs its history 100.0%"]
+    judge = ScriptedJudge(
+        [
+            Decision("hold", sick, alerts=["stable_unhealthy"]),
+            Decision("increase", sick, alerts=["stable_unhealthy"]),  # must not move traffic
+            Decision("increase", ["all within tolerance"]),
+            Decision("increase", ["all within tolerance"]),
+            Decision("promote", ["all within tolerance"]),
+        ]
+    )
+    monkeypatch.setitem(JUDGES, "scripted", lambda: judge)
+    path = _config(
+        tmp_path,
+        demo_service_factory("s").url,
+        demo_service_factory("c").url,
+        analysis={"judge": "scripted", "max_holds": 5, "min_samples": 10},
+    )
+    final, events, _ = _run(redis_url, path)
+    assert final["state"] == "promoted", final.get("reasons")
+    decisions = [
+        (e["data"]["weight"], e["data"]["action"]) for e in events if e["type"] == "decision"
+    ]
+    assert decisions == [
+        (0, "hold"),
+        (0, "hold"),
+        (0, "increase"),
+        (50, "increase"),
+        (100, "promote"),
+    ]
+    held = [e["data"] for e in events if e["type"] == "decision"][1]
+    assert "traffic does not move while stable is unhealthy" in held["reasons"][-1]
+    alerts = [
+        e["data"]
+        for e in events
+        if e["type"] == "alert" and e["data"]["kind"] == "stable_unhealthy"
+    ]
+    assert len(alerts) == 1 and alerts[0]["reasons"][0].startswith("stable is unhealthy: ")
+    assert [e["data"]["weight"] for e in events if e["type"] == "weight"] == [0, 0, 0, 50, 100]
