@@ -73,11 +73,12 @@ def _rollout(
     transactions: list[str] | None = None,
     per_step: int = 12,
     batch_size: int = 4,
+    name: str = "fault",
 ) -> tuple[Path, Path]:
-    weight_file = tmp / "weight"
+    weight_file = tmp / f"{name}.weight"
     weight_file.write_text("0\n")
     doc: dict[str, Any] = {
-        "name": "fault",
+        "name": name,
         "stable": {"url": stable.rstrip("/")},
         "canary": {"url": canary.rstrip("/")},
         "transactions": transactions or [BROWSE],
@@ -96,7 +97,7 @@ def _rollout(
             "rollback": f"echo 0 > {weight_file}",
         },
     }
-    path = tmp / "rollout.yaml"
+    path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path, weight_file
 
@@ -217,23 +218,29 @@ def test_redis_restart_with_appendonly_keeps_the_rollout(
 def test_redis_gone_past_the_deadline_sends_traffic_to_stable(
     tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
 ) -> None:
+    """Every rollout the control worker steers goes back to stable, from its memory."""
     fleet = fleet_factory(appendonly=True)
-    path, weight = _rollout(
-        tmp_path, demo_service_factory("s").url, demo_service_factory("c").url, interval=8
-    )
-    rid = _start(fleet, path)
-    _wait("traffic on the canary", lambda: _weight(weight) == 50, 30)
+    stable, canary = demo_service_factory("s").url, demo_service_factory("c").url
+    rollouts = {}
+    for name in ("fault", "other"):
+        path, weight = _rollout(tmp_path, stable, canary, interval=8, name=name)
+        rollouts[_start(fleet, path)] = weight
+    for weight in rollouts.values():
+        _wait("traffic on the canary", lambda w=weight: _weight(w) == 50, 30)
     assert fleet.redis is not None
     fleet.redis.stop(timeout=10)
-    # CANARY_REDIS_DEADLINE is 4 s: the coordinator acts on the router without Redis.
-    _wait("traffic back on stable while Redis is away", lambda: _weight(weight) == 0, 20)
+    # CANARY_REDIS_DEADLINE is 4 s: the coordinator acts on the routers without Redis.
+    for weight in rollouts.values():
+        _wait("traffic back on stable while Redis is away", lambda w=weight: _weight(w) == 0, 20)
     fleet.restart_redis()
-    final = _final(fleet, rid, timeout=30)
-    assert final["state"] == "failed" and final["weight"] == 0
-    assert any("Redis unreachable" in r for r in final["reasons"]), final["reasons"]
+    for rid in rollouts:
+        final = _final(fleet, rid, timeout=30)
+        assert final["state"] == "failed" and final["weight"] == 0
+        assert any("Redis unreachable" in r for r in final["reasons"]), final["reasons"]
     time.sleep(2)  # nothing moves traffic again once Redis is back
-    assert _weight(weight) == 0
-    _accounting(fleet, rid)
+    for rid, weight in rollouts.items():
+        assert _weight(weight) == 0
+        _accounting(fleet, rid)
 
 
 def test_unreachable_canary_is_rolled_back_with_reasons(
