@@ -253,7 +253,16 @@ class Store:
     def load_record(self, rollout_id: str) -> RolloutRecord | None:
         """The typed record, its config parsed once."""
         raw = self.load_rollout(rollout_id)
-        return RolloutRecord.from_dict(raw) if raw is not None else None
+        if raw is None:
+            return None
+        if raw.get("engine"):
+            # Written before the judge state had its own key: move it there before the record
+            # is saved without it, so a rollout in flight keeps its evidence.
+            try:
+                self.r.set(self.keys.engine(rollout_id), json.dumps(raw["engine"]), nx=True)
+            except redis.RedisError as exc:
+                raise StoreError(f"cannot move the judge state of {rollout_id}: {exc}") from exc
+        return RolloutRecord.from_dict(raw)
 
     def load_engine(self, rollout_id: str) -> dict[str, Any] | None:
         """The judge's state saved with the record, or None (none yet, or a stateless judge)."""
@@ -264,7 +273,8 @@ class Store:
         if raw:
             got: dict[str, Any] = json.loads(raw)
             return got
-        # Records written before the state had its own key carried it inside.
+        # Records written before the state had its own key carried it inside (load_record
+        # moves it).
         legacy = (self.load_rollout(rollout_id) or {}).get("engine")
         return dict(legacy) if legacy else None
 

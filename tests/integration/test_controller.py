@@ -462,21 +462,31 @@ def _buggy_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     _BuggyRouter.calls = []
 
 
+def _buggy_run(
+    tmp_path: Path,
+    redis_url: str,
+    demo: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    router: dict[str, Any],
+    notifiers: list[dict[str, Any]],
+) -> tuple[dict[str, Any], list[dict[str, Any]], Path]:
+    """Run a rollout to its end with the buggy plugins; returns its record, events and file."""
+    _buggy_plugins(monkeypatch)
+    path = _config(tmp_path, demo("s").url, demo("c").url, router=router, notifiers=notifiers)
+    final, events, _ = _run(redis_url, path)
+    return final, events, path
+
+
 def test_a_router_that_raises_anything_ends_the_rollout_on_stable(
     tmp_path: Path,
     redis_url: str,
     demo_service_factory: DemoFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _buggy_plugins(monkeypatch)
-    path = _config(
-        tmp_path,
-        demo_service_factory("s").url,
-        demo_service_factory("c").url,
-        router={"type": "buggy"},
-        notifiers=[{"type": "buggy", "url": 12}, {"type": "buggy", "url": "http://x"}],
+    notifiers = [{"type": "buggy", "url": 12}, {"type": "buggy", "url": "http://x"}]
+    final, events, _ = _buggy_run(
+        tmp_path, redis_url, demo_service_factory, monkeypatch, {"type": "buggy"}, notifiers
     )
-    final, events, _ = _run(redis_url, path)
     assert final["state"] == "failed" and final["weight"] == 0
     assert _BuggyRouter.calls == ["set_weight 0", "set_weight 50", "rollback"]
     assert any("TypeError" in r and "set weight 50%" in r for r in final["reasons"])
@@ -494,15 +504,15 @@ def test_a_router_that_cannot_roll_back_still_ends_the_rollout(
     demo_service_factory: DemoFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _buggy_plugins(monkeypatch)
-    path = _config(
+    router = {"type": "buggy", "rollback_too": True}
+    final, _events, path = _buggy_run(
         tmp_path,
-        demo_service_factory("s").url,
-        demo_service_factory("c").url,
-        router={"type": "buggy", "rollback_too": True},
-        notifiers=[{"type": "buggy", "url": 12}],
+        redis_url,
+        demo_service_factory,
+        monkeypatch,
+        router,
+        [{"type": "buggy", "url": 12}],
     )
-    final, _events, _ = _run(redis_url, path)
     assert final["state"] == "failed"
     assert any("failed to roll back" in r and "KeyError" in r for r in final["reasons"])
     # And a fail-safe of a running rollout with those plugins ends it too.
