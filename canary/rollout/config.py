@@ -222,6 +222,10 @@ class AnalysisSpec(_Strict):
         default=None,
         description="Alert when a running rollout makes no progress this long (default: 3 steps + 30 s).",
     )
+    dry_run: bool = Field(
+        default=False,
+        description="Run the schedule and record what the judge would decide, never rolling back on it.",
+    )
 
     @field_validator("history_window", mode="before")
     @classmethod

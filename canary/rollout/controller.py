@@ -408,7 +408,8 @@ def _check_interval(cfg: RolloutConfig) -> float | None:
     Only a judge that may look while a step runs gets them (the sequential engine: its tests
     stay valid however often they are looked at); the others decide at step ends only.
     """
-    if not get_rollout_judge(cfg.analysis.judge).interim:
+    if not get_rollout_judge(cfg.analysis.judge).interim or cfg.analysis.dry_run:
+        # A dry run never acts mid-step; its step-end decisions say what it would have done.
         return None
     every = EngineSettings.from_dict(cfg.analysis.engine).check_interval_s
     return every if every + CHECK_LAG_S < cfg.schedule.step_interval else None

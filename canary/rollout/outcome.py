@@ -32,6 +32,8 @@ def apply(ctx: Context, record: RolloutRecord, window: str, decision: Decision) 
             f"holding at {record.weight}%: traffic does not move while stable is unhealthy"
         )
         decision.action = "hold"
+    if record.config.analysis.dry_run and decision.action == "rollback":
+        decision = _dry_run(record, decision)
     record.judged = window
     entry = {
         "window": window,
@@ -68,6 +70,14 @@ def apply(ctx: Context, record: RolloutRecord, window: str, decision: Decision) 
     else:  # hold: probe the same weight again
         record.attempt = attempt + 1
         ctx.dispatcher.advance(record.id, step, attempt + 1, 0.0)
+
+
+def _dry_run(record: RolloutRecord, decision: Decision) -> Decision:
+    """``analysis.dry_run``: say what the judge would have done, and go on with the schedule."""
+    last = record.step + 1 >= len(record.weights)
+    metrics = {**decision.metrics, "dry_run": True, "would": "rollback"}
+    reasons = [f"dry run: the analysis would roll back here: {r}" for r in decision.reasons]
+    return Decision("promote" if last else "increase", reasons, decision.predictive, [], metrics)
 
 
 def _alert_kind(text: str) -> str:

@@ -615,3 +615,31 @@ def test_traffic_never_moves_while_stable_is_unhealthy_and_the_alert_goes_once(
     ]
     assert len(alerts) == 1 and alerts[0]["reasons"][0].startswith("stable is unhealthy: ")
     assert [e["data"]["weight"] for e in events if e["type"] == "weight"] == [0, 0, 0, 50, 100]
+
+
+def test_a_dry_run_records_what_the_judge_would_do_and_never_rolls_back(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from canary.analysis.decision import Decision
+    from canary.analysis.judge import JUDGES, ScriptedJudge
+
+    judge = ScriptedJudge([Decision("rollback", ["checkout: canary success 40.0% (8/20)"])])
+    monkeypatch.setitem(JUDGES, "scripted", lambda: judge)
+    path = _config(
+        tmp_path,
+        demo_service_factory("s").url,
+        demo_service_factory("c", error_rate=0.6).url,
+        analysis={"judge": "scripted", "dry_run": True, "max_holds": 1, "min_samples": 10},
+    )
+    final, events, _ = _run(redis_url, path)
+    assert final["state"] == "promoted"
+    assert [e["data"]["weight"] for e in events if e["type"] == "weight"] == [0, 50, 100]
+    decisions = [e["data"] for e in events if e["type"] == "decision"]
+    assert [d["action"] for d in decisions] == ["increase", "increase", "promote"]
+    assert all(d["metrics"]["would"] == "rollback" and d["metrics"]["dry_run"] for d in decisions)
+    assert decisions[0]["reasons"] == [
+        "dry run: the analysis would roll back here: checkout: canary success 40.0% (8/20)"
+    ]
