@@ -166,17 +166,21 @@ def start_rollout(
     transactions: list[dict[str, Any]],
     rollout_id: str | None = None,
     replace: bool = False,
+    retry_of: str | None = None,
 ) -> str:
     """Create a rollout from a config and its transactions (plain JSON); returns its id.
 
     ``replace``: abort the rollout already running for the same service first (otherwise a
     second rollout of a service is refused with an error naming the running one).
+    ``retry_of``: the ended rollout this one starts again (`canary rollout retry`).
     """
     from canary.transactions import Transaction
 
     cfg = RolloutConfig.model_validate(config)
     txs = [Transaction.model_validate(t).model_dump(mode="json") for t in transactions]
-    record = controller.create(_ctx(), cfg, txs, rollout_id=rollout_id, replace=replace)
+    record = controller.create(
+        _ctx(), cfg, txs, rollout_id=rollout_id, replace=replace, retry_of=retry_of
+    )
     return str(record["id"])
 
 

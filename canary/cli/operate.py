@@ -67,6 +67,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     w.set_defaults(func=cmd_watch)
 
+    r = rs.add_parser(
+        "retry", help="start an aborted, rolled-back or failed rollout again, same configuration"
+    )
+    r.add_argument("id")
+    r.add_argument("--json", action="store_true", help='print {"id": ...} as JSON')
+    r.set_defaults(func=cmd_retry)
+
     for name, text in COMMANDS.items():
         c = rs.add_parser(name, help=text)
         c.add_argument("id")
@@ -107,11 +114,10 @@ def cmd_start(args: argparse.Namespace) -> int:
     config, transactions = load_rollout(args.file)
     url = fleet_url()
     store = fleet_store(url)
-    holder = store.service_holder(config.service_name)
-    running = store.load_rollout(holder) if holder else None
-    if running is not None and not st.is_final(running["state"]) and not args.replace:
+    running = _running_rollout(store, config.service_name)
+    if running is not None and not args.replace:
         raise ConfigError(
-            f"{args.file}: service {config.service_name!r} already has rollout {holder} "
+            f"{args.file}: service {config.service_name!r} already has rollout {running['id']} "
             f"{running['state']} at weight {running.get('weight', 0)}%; wait for it, abort it "
             "(`canary rollout abort`), or start with --replace"
         )
@@ -130,6 +136,13 @@ def cmd_start(args: argparse.Namespace) -> int:
             return 1
         return _watch(store, rollout_id, as_json=False, timeout=24 * 3600.0)
     return 0
+
+
+def _running_rollout(store: Store, service: str) -> dict[str, Any] | None:
+    """The unfinished rollout steering ``service``, if any (the fleet refuses a second one)."""
+    holder = store.service_holder(service)
+    running = store.load_rollout(holder) if holder else None
+    return running if running is not None and not st.is_final(running["state"]) else None
 
 
 # How long `start --watch` waits for the control worker to create the rollout it was sent.
@@ -250,6 +263,31 @@ def _watch(store: Store, rollout_id: str, *, as_json: bool, timeout: float) -> i
 
 def cmd_watch(args: argparse.Namespace) -> int:
     return _watch(fleet_store(), args.id, as_json=args.json, timeout=args.timeout)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Start an ended (not promoted) rollout again with its configuration; links the two."""
+    from canary.rollout.record import RolloutRecord
+
+    url = fleet_url()
+    store = fleet_store(url)
+    old = RolloutRecord.from_dict(_record(store, args.id))
+    if not old.final or old.state == "promoted":
+        print(
+            f"rollout {args.id} is {old.state}: only an aborted, rolled-back or failed one can be"
+            " retried",
+            file=sys.stderr,
+        )
+        return 1
+    running = _running_rollout(store, old.service)
+    if running is not None:
+        raise ConfigError(
+            f"service {old.service!r} already has rollout {running['id']} {running['state']};"
+            " abort it first"
+        )
+    rollout_id = start(url, old.config, old.transactions, retry_of=old.id)
+    print(json.dumps({"id": rollout_id, "retry_of": old.id}) if args.json else rollout_id)
+    return 0
 
 
 def cmd_command(args: argparse.Namespace) -> int:

@@ -99,6 +99,7 @@ def start(
     transactions: list[dict[str, Any]],
     *,
     replace: bool = False,
+    retry_of: str | None = None,
 ) -> str:
     """Send ``canary.start_rollout`` to the fleet; the id is made here so we can follow at once.
 
@@ -110,8 +111,10 @@ def start(
     rollout_id = controller.new_rollout_id(config.name)
     with client(redis_url) as app:
         args: list[Any] = [config.model_dump(mode="json"), transactions, rollout_id]
-        if replace:
-            args.append(True)
+        if replace or retry_of:
+            args.append(replace)
+        if retry_of:
+            args.append(retry_of)
         # Flower shows argsrepr: the rollout and its versions rather than the whole config.
         app.send_task(
             "canary.start_rollout", args=args, argsrepr=task_argsrepr("canary.start_rollout", args)

@@ -84,12 +84,14 @@ def create(
     *,
     rollout_id: str | None = None,
     replace: bool = False,
+    retry_of: str | None = None,
 ) -> dict[str, Any]:
     """Persist a new rollout and schedule its first step; returns the record as JSON.
 
     A service is steered by one rollout at a time: while one runs, another is refused with a
     ConfigError naming it, unless ``replace``: then the running one is aborted first (its
-    record says by which rollout) and the new one takes its place.
+    record says by which rollout) and the new one takes its place. ``retry_of`` names the ended
+    rollout this one starts again (both records say so).
     """
     now = ctx.now()
     rid = rollout_id or new_rollout_id(config.name)
@@ -108,6 +110,7 @@ def create(
     try:
         record = _new_record(ctx, config, transactions, rid, now)
         record.replaces = replaced
+        record.retry_of = retry_of
         ctx.store.create_record(record)
     except Exception:
         ctx.store.release_service(service, rid)
@@ -122,8 +125,11 @@ def create(
             "slo": record.slo.to_dict(),
             "baseline": record.baseline,
             **({"replaces": replaced} if replaced else {}),
+            **({"retry_of": retry_of} if retry_of else {}),
         },
     )
+    if retry_of:
+        ctx.store.append_event(retry_of, "retried", {"by": record.id})
     if "0" in record.pauses:
         operator.enter_pause(ctx, record, 0)
         outcome.save(ctx, record)

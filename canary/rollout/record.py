@@ -54,6 +54,8 @@ class RolloutRecord:
     # The rollout this one replaced (rollout start --replace), and the one that replaced it.
     replaces: str | None = None
     replaced_by: str | None = None
+    # The ended rollout this one starts again (rollout retry), with the same configuration.
+    retry_of: str | None = None
     # Keys written by a newer canary that this one does not know: kept, so they survive a save.
     extra: dict[str, Any] = field(default_factory=dict)
     # Not stored: state events to append once the save is accepted (outcome.save).
@@ -116,5 +118,6 @@ _OMITTED_WHEN_NONE = frozenset(
         "predictive",
         "replaces",
         "replaced_by",
+        "retry_of",
     }
 )

@@ -346,3 +346,13 @@ def test_operator_commands_act_at_once_during_a_long_step(
         ("abort", "applied"),
     ]
     assert _cli(fleet, "rollout", "abort", second).returncode == 1  # already ended
+
+    # Retried with the same configuration, and the two records say how they are linked.
+    retried = _cli(fleet, "rollout", "retry", second, "--json")
+    assert retried.returncode == 0, retried.stderr
+    third = json.loads(retried.stdout)["id"]
+    assert _wait("the retried rollout", lambda: store.load_rollout(third), 30)["retry_of"] == second
+    assert any(
+        e["type"] == "retried" and e["data"]["by"] == third for _, e in store.read_events(second)
+    )
+    assert _cli(fleet, "rollout", "abort", third).returncode == 0
