@@ -221,10 +221,7 @@ def _set_weight(ctx: Context, record: RolloutRecord, weight: int) -> bool:
         router.set_weight(weight, route)
         verified = router.verify_weight(weight, route)
     except Exception as exc:
-        problem = str(exc) if str(exc) else type(exc).__name__
-        if type(exc).__module__ == "builtins":
-            problem = f"{type(exc).__name__}: {exc}"
-        why = f"router {name} failed to set weight {weight}%: {problem}"
+        why = f"router {name} failed to set weight {weight}%: {outcome.describe_error(exc)}"
         outcome.end(ctx, record, "failed", Decision("rollback", [why]))
         return False
     if verified is False:

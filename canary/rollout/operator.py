@@ -13,7 +13,6 @@ from canary.store.redis_store import Command
 COMMAND_LOCK_WAIT_S = 65.0
 # Commands that end the rollout; when both arrive together the safer one wins.
 ENDING = ("abort", "promote")
-MAX_PAUSE_S = 7 * 24 * 3600.0
 
 
 def enter_pause(ctx: Context, record: RolloutRecord, step: int) -> None:

@@ -102,7 +102,7 @@ def end(ctx: Context, record: RolloutRecord, new_state: str, decision: Decision)
             router_for(ctx, record.config.router).promote(route)
             record.weight = 100
         except Exception as exc:
-            reasons.append(f"router {name} failed to promote: {_describe(exc)}")
+            reasons.append(f"router {name} failed to promote: {describe_error(exc)}")
             new_state = "failed"
     if new_state != "promoted":
         try:
@@ -110,7 +110,7 @@ def end(ctx: Context, record: RolloutRecord, new_state: str, decision: Decision)
             record.weight = 0
         except Exception as exc:
             reasons.append(
-                f"router {name} failed to roll back: {_describe(exc)}; "
+                f"router {name} failed to roll back: {describe_error(exc)}; "
                 "traffic may still reach the canary"
             )
             new_state = "failed"
@@ -135,11 +135,12 @@ def end(ctx: Context, record: RolloutRecord, new_state: str, decision: Decision)
     set_state(ctx, record, new_state, final)
 
 
-def _describe(exc: Exception) -> str:
+def describe_error(exc: Exception) -> str:
+    """An error for operators: our own errors say enough, a bug also says what it was."""
     text = str(exc)
-    return (
-        f"{type(exc).__name__}: {text}" if not text or type(exc).__module__ == "builtins" else text
-    )
+    if not text or type(exc).__module__ == "builtins":
+        return f"{type(exc).__name__}: {text}"
+    return text
 
 
 def set_state(ctx: Context, record: RolloutRecord, new_state: str, decision: Decision) -> None:

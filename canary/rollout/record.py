@@ -10,7 +10,7 @@ from canary.analysis.slo import SLO
 from canary.rollout import state as st
 from canary.rollout.config import RolloutConfig
 
-# Fields every record has; the rest start as None and are written as the rollout goes on.
+# Kept in memory only, never written with the record.
 _TRANSIENT = frozenset({"events_after_save"})
 
 
