@@ -526,13 +526,21 @@ def test_a_router_that_cannot_roll_back_still_ends_the_rollout(
     assert ended["reasons"][0] == "coordinator crashed"
 
 
-def test_a_second_rollout_of_a_service_is_refused_unless_it_replaces(
-    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
-) -> None:
-    path = _config(tmp_path, demo_service_factory("s").url, demo_service_factory("c").url)
+def _prepared(
+    tmp_path: Path, redis_url: str, demo: DemoFactory
+) -> tuple[Store, controller.Context, Any, list[dict[str, Any]]]:
+    """A store, a context with an inline dispatcher, and a loaded healthy rollout file."""
+    path = _config(tmp_path, demo("s").url, demo("c").url)
     store = Store.from_url(redis_url)
     ctx = controller.Context(store=store, dispatcher=InlineDispatcher(store))
     cfg, txs = load_rollout(path)
+    return store, ctx, cfg, txs
+
+
+def test_a_second_rollout_of_a_service_is_refused_unless_it_replaces(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    store, ctx, cfg, txs = _prepared(tmp_path, redis_url, demo_service_factory)
     first = controller.create(ctx, cfg, txs)
     with pytest.raises(ConfigError, match=f"already has rollout {first['id']} running"):
         controller.create(ctx, cfg, txs)
@@ -551,10 +559,7 @@ def test_a_second_rollout_of_a_service_is_refused_unless_it_replaces(
 def test_abort_wins_over_a_promote_that_came_with_it_and_both_are_answered(
     tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
 ) -> None:
-    path = _config(tmp_path, demo_service_factory("s").url, demo_service_factory("c").url)
-    store = Store.from_url(redis_url)
-    ctx = controller.Context(store=store, dispatcher=InlineDispatcher(store))
-    cfg, txs = load_rollout(path)
+    store, ctx, cfg, txs = _prepared(tmp_path, redis_url, demo_service_factory)
     rid = controller.create(ctx, cfg, txs)["id"]
     store.push_control(rid, "promote", command_id="p1")
     assert operator.command(ctx, rid, "abort", "a1") == "applied"
