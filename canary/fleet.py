@@ -21,8 +21,7 @@ from canary.errors import StoreError
 from canary.probing import Target, run_transaction
 from canary.probing.http import ProbeSession
 from canary.probing.result import TransactionResult
-from canary.rollout import state as st
-from canary.rollout.controller import STRAGGLER_GRACE_S, window_position
+from canary.rollout.windows import STRAGGLER_GRACE_S, BatchSpec
 from canary.store import Store
 from canary.transactions import Transaction
 
@@ -99,32 +98,28 @@ def source_address(url: str) -> str | None:
 
 def run_batch(
     store: Store,
-    spec: dict[str, Any],
+    spec: BatchSpec | dict[str, Any],
     *,
     now: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     on_complete: Callable[[], None] | None = None,
     defer: bool = False,
 ) -> dict[str, Any]:
-    """Run the batch described by ``spec`` (see controller._dispatch_window) and record it once.
+    """Run the batch described by ``spec`` (a BatchSpec, or its JSON) and record it once.
 
     ``on_complete`` is called when this batch was the last of its window to be recorded, so the
     analysis can start at once instead of waiting for its scheduled time (fan-in without chord).
     When another live runner holds the batch, ``defer`` returns ``{"deferred": True}`` at once
     (the caller checks again later) instead of waiting for it while holding a worker slot.
     """
-    rid, window, batch_id = spec["rollout_id"], spec["window"], spec["batch_id"]
-    record = store.load_rollout(rid)
-    # The coordinator may dispatch a batch before it saves the window it belongs to, so only a
-    # window *later* than the batch's makes the batch stale.
-    if (
-        record is None
-        or st.is_final(record["state"])
-        or (record["step"], record["attempt"]) > window_position(window)
-    ):
+    if isinstance(spec, dict):
+        spec = BatchSpec.from_dict(spec)
+    rid, window, batch_id = spec.rollout_id, spec.window, spec.batch_id
+    # A window is sealed once judged, and when its rollout ends: then the batch is not wanted.
+    if store.is_sealed(rid, window):
         return {"batch_id": batch_id, "skipped": "rollout finished or moved on"}
-    spread = float(spec["spread_s"])
-    give_up = float(spec["start_at"]) + spread + STRAGGLER_GRACE_S
+    spread = float(spec.spread_s)
+    give_up = float(spec.start_at) + spread + STRAGGLER_GRACE_S
     owner = f"{host_name()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     # A re-delivered copy waits while the first runner's claim is alive rather than probing the
     # same batch twice; the claim expires soon after a killed runner, and the copy takes over.
@@ -141,7 +136,7 @@ def run_batch(
             return {"batch_id": batch_id, "skipped": "already recorded"}
         if now() > give_up:
             return {"batch_id": batch_id, "skipped": "too late: the window was judged without it"}
-        return _run_claimed(store, spec, record, owner, now, sleep, on_complete)
+        return _run_claimed(store, spec, owner, now, sleep, on_complete)
     finally:
         # Left to expire when Redis is away: the batch's outcome matters, not the claim's.
         with contextlib.suppress(StoreError, redis.RedisError):
@@ -150,7 +145,7 @@ def run_batch(
 
 def _record(
     store: Store,
-    spec: dict[str, Any],
+    spec: BatchSpec,
     results: list[TransactionResult],
     meta: dict[str, Any],
     sleep: Callable[[float], None],
@@ -161,42 +156,34 @@ def _record(
     while True:
         try:
             return store.record_batch_status(
-                spec["rollout_id"], spec["window"], spec["batch_id"], results, meta=meta
+                spec.rollout_id, spec.window, spec.batch_id, results, meta=meta
             )
         except StoreError:
             if time.monotonic() + delay > deadline:
                 raise
-            log.warning("batch %s: Redis unreachable, retrying in %.1fs", spec["batch_id"], delay)
+            log.warning("batch %s: Redis unreachable, retrying in %.1fs", spec.batch_id, delay)
             sleep(delay)
             delay = min(delay * 2, 5.0)
 
 
 def _run_claimed(
     store: Store,
-    spec: dict[str, Any],
-    record: dict[str, Any],
+    spec: BatchSpec,
     owner: str,
     now: Callable[[], float],
     sleep: Callable[[float], None],
     on_complete: Callable[[], None] | None,
 ) -> dict[str, Any]:
-    rid, window, batch_id = spec["rollout_id"], spec["window"], spec["batch_id"]
-    tx_def = next(t for t in record["transactions"] if t["transaction_name"] == spec["transaction"])
-    tx = Transaction.model_validate(tx_def)
-    targets = []
-    for name in spec["versions"]:
-        version = record["config"][name]
-        targets.append(
-            Target(
-                version=name, base_url=version["url"], headers=dict(version.get("headers") or {})
-            )
-        )
-    offsets = probe_offsets(
-        spec["slot"], spec["slots"], spec["count"], spec["series_size"], spec["spread_s"]
-    )
+    rid, window, batch_id = spec.rollout_id, spec.window, spec.batch_id
+    tx = Transaction.model_validate(spec.transaction_def)
+    targets = [
+        Target(version=name, base_url=t.url, headers=dict(t.headers))
+        for name, t in spec.targets.items()
+    ]
+    offsets = probe_offsets(spec.slot, spec.slots, spec.count, spec.series_size, spec.spread_s)
     last_beat = now()
-    start_at = float(spec["start_at"])
-    flush_s = float(spec.get("flush_s") or 0.0)
+    start_at = float(spec.start_at)
+    flush_s = float(spec.flush_s or 0.0)
     # Pushes fall on the window's grid (start + k * flush_s), where the coordinator's interim
     # checks look just after, so a check sees runs up to its own moment, not one period older.
     next_flush = start_at + flush_s if flush_s > 0 else float("inf")
@@ -215,7 +202,7 @@ def _run_claimed(
                 store.refresh_claim(rid, window, batch_id, owner, CLAIM_TTL_S)
 
     def flush() -> None:
-        """Push finished runs for the coordinator's interim checks (spec["flush_s"])."""
+        """Push finished runs for the coordinator's interim checks (spec.flush_s)."""
         nonlocal next_flush, unpushed, push_failed, judged
         if judged or now() < next_flush:
             return
@@ -252,7 +239,7 @@ def _run_claimed(
 
     # Bounds this batch's share of the process pool, so one batch cannot crowd out the others.
     slots = threading.BoundedSemaphore(
-        max(len(targets), min(int(spec.get("concurrency", 8)), spec["count"]) * len(targets))
+        max(len(targets), min(int(spec.concurrency), spec.count) * len(targets))
     )
 
     def one(target: Target) -> TransactionResult:
@@ -289,7 +276,7 @@ def _run_claimed(
         tick()
     results = [f.result() for f in futures]
     meta = {
-        "environment": spec.get("environment"),
+        "environment": spec.environment,
         "host": host_name(),
         "source": source_address(targets[-1].base_url) if targets else None,
         "pid": os.getpid(),
@@ -298,7 +285,7 @@ def _run_claimed(
         "finished": now(),
     }
     status = _record(store, spec, results, meta, sleep)
-    total = int(spec.get("window_batches") or 0)
+    total = int(spec.window_batches or 0)
     if status > 0 and on_complete is not None and total and status >= total:
         on_complete()
     ok = sum(1 for r in results if r.ok)

@@ -7,6 +7,7 @@ AnalysisEngine a live rollout uses, on the rollout's schedule, and yields the JS
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -37,6 +38,21 @@ class RolloutModel(_Strict):
     step_weight: int = Field(ge=1, le=100)
     max_weight: int = Field(ge=1, le=100)
     step_interval_s: float = Field(gt=0)
+    # Optional: the explicit weights; when present they are the schedule.
+    steps: list[int] | None = Field(default=None, min_length=1)
+
+    @property
+    def last_weight(self) -> int:
+        return self.steps[-1] if self.steps else self.max_weight
+
+    def first_weight(self) -> int:
+        return self.steps[0] if self.steps else self.initial_weight
+
+    def next_weight(self, weight: int) -> int:
+        """The weight after an increase from ``weight``."""
+        if self.steps:
+            return next((w for w in self.steps if w > weight), self.steps[-1])
+        return min(weight + self.step_weight, self.max_weight)
 
 
 class SLOModel(_Strict):
@@ -95,7 +111,7 @@ class Recording:
         out: dict[str, Any] = {
             "format": FORMAT,
             "name": self.name,
-            "rollout": self.rollout.model_dump(),
+            "rollout": self.rollout.model_dump(exclude_none=True),
             "slo": dict(self.slo_raw),
             "transactions": list(self.transactions),
             "history": [_result_json(r) for r in self.history],
@@ -176,6 +192,12 @@ def _rule_problems(m: RecordingModel) -> list[tuple[PathT, str]]:
     names = set(m.transactions)
     if m.rollout.initial_weight > m.rollout.max_weight:
         out.append((("rollout", "initial_weight"), "must be <= rollout.max_weight"))
+    steps = m.rollout.steps or []
+    for i, w in enumerate(steps):
+        if not 1 <= w <= 100:
+            out.append((("rollout", "steps", i), "every weight must be between 1 and 100"))
+        elif i and w <= steps[i - 1]:
+            out.append((("rollout", "steps", i), "weights must increase"))
     for i, r in enumerate(m.history):
         if r.version != "stable":
             out.append((("history", i, "version"), "history holds stable results only"))
@@ -251,12 +273,29 @@ def export_recording(store: _StoreLike, rollout_id: str) -> dict[str, Any]:
         for _, ev in events
         if ev.get("type") == "weight" and int((ev.get("data") or {}).get("weight") or 0) > 0
     ]
-    if traffic:
+    # Where each probing window with traffic began (the step events say), so that each can be
+    # laid on the schedule's grid below.
+    starts = [
+        float((ev.get("data") or {}).get("started_at") or ev["t"])
+        for _, ev in events
+        if ev.get("type") == "step" and int((ev.get("data") or {}).get("weight") or 0) > 0
+    ]
+    if starts:
+        t_zero = starts[0]
+    elif traffic:
         t_zero = min(traffic)
     elif results:
         t_zero = results[0].t
     else:
         t_zero = float(record.get("created_at") or 0.0)
+    interval = float(sched.get("step_interval", 60.0))
+
+    def rel(t: float) -> float:
+        """Window k (0 = first traffic) starts at k * step_interval: a replay's step ends then
+        fall where the live rollout judged, without the coordinator's moments between windows."""
+        k = bisect.bisect_right(starts, t) - 1
+        return t - t_zero if k < 0 else t - starts[k] + k * interval
+
     names += sorted({r.transaction for r in results} - set(names))
     history: list[TransactionResult] = []
     for name in names:
@@ -264,35 +303,56 @@ def export_recording(store: _StoreLike, rollout_id: str) -> dict[str, Any]:
             r for r in store.history(str(record.get("service") or ""), name) if r.t < t_zero
         )
     # Stable runs of the isolated check (before any traffic) are history too; canary ones are
-    # not part of the rollout the format describes.
+    # not part of the rollout the format describes. The analysis already added the judged ones
+    # to the service's history, so each run is kept once.
     history.extend(r for r in results if r.t < t_zero and r.version == "stable")
+    history = list({_identity(r): r for r in history}.values())
     history.sort(key=lambda r: r.t)
     obs = [r for r in results if r.t >= t_zero and r.version in ("stable", "canary")]
-    rel = [_shift(r, t_zero) for r in obs]
+    shifted = sorted((_moved(r, rel(r.t)) for r in obs), key=lambda r: r.t)
     last_event = max((ev["t"] for _, ev in events), default=t_zero)
     rec = Recording(
         name=str(record.get("name") or rollout_id),
         description=f"exported from rollout {rollout_id}",
-        rollout=RolloutModel(
-            initial_weight=int(sched.get("initial_weight", 5)),
-            step_weight=int(sched.get("step_weight", 5)),
-            max_weight=int(sched.get("max_weight", 100)),
-            step_interval_s=float(sched.get("step_interval", 60.0)),
-        ),
+        rollout=_schedule(sched),
         slo=SLO.from_dict(record.get("slo")),
         transactions=names,
-        history=[_shift(r, t_zero) for r in history],
-        observations=rel,
-        end_t=round(max(0.0, last_event - t_zero), 3),
+        history=[_moved(r, r.t - t_zero) for r in history],
+        observations=shifted,
+        end_t=round(max(0.0, rel(last_event), shifted[-1].t if shifted else 0.0), 3),
         slo_raw=dict(record.get("slo") or {}),
     )
     return rec.to_dict()
 
 
-def _shift(r: TransactionResult, t_zero: float) -> TransactionResult:
-    return TransactionResult(
-        r.t - t_zero, r.version, r.transaction, r.ok, r.latency_ms, r.status, r.error
+def _schedule(sched: dict[str, Any]) -> RolloutModel:
+    """The schedule the rollout really had: its explicit weights, when it listed them."""
+    interval = float(sched.get("step_interval", 60.0))
+    steps = [int(w) for w in sched.get("steps") or [] if isinstance(w, int | float)]
+    if steps:
+        rises = [b - a for a, b in zip([0, *steps], steps, strict=False)]
+        return RolloutModel(
+            initial_weight=steps[0],
+            step_weight=max(rises),
+            max_weight=steps[-1],
+            step_interval_s=interval,
+            steps=steps,
+        )
+    return RolloutModel(
+        initial_weight=int(sched.get("initial_weight", 5)),
+        step_weight=int(sched.get("step_weight", 5)),
+        max_weight=int(sched.get("max_weight", 100)),
+        step_interval_s=interval,
     )
+
+
+def _identity(r: TransactionResult) -> tuple[Any, ...]:
+    # History entries are stored without their steps: compare what both copies keep.
+    return (r.t, r.version, r.transaction, r.ok, r.latency_ms, r.status, r.error)
+
+
+def _moved(r: TransactionResult, t: float) -> TransactionResult:
+    return TransactionResult(t, r.version, r.transaction, r.ok, r.latency_ms, r.status, r.error)
 
 
 # --- replaying ------------------------------------------------------------------------------------
@@ -337,7 +397,7 @@ def replay(
     # little before the step boundary they belong to.
     end = rec.end_t if rec.end_t is not None else rec.end + min(s.check_interval_s, interval / 10)
     end = max(end, rec.end)
-    weight = sched.initial_weight
+    weight = sched.first_weight()
     holds = 0
     i = 0
     k = 0  # interim checkpoints taken
@@ -357,7 +417,7 @@ def replay(
         if i > start:
             j.observe(obs[start:i])
         t_prev = t
-        final = weight + sched.step_weight >= sched.max_weight
+        final = sched.next_weight(weight) >= sched.last_weight
         d = j.decide(t, weight, step_end=is_step_end, holds=holds, final=final)
         if d.action == "rollback":
             yield _line(t, 0, "rollback", d)
@@ -371,8 +431,8 @@ def replay(
             yield _line(t, weight, "hold", d)
             continue
         holds = 0
-        weight = min(weight + sched.step_weight, sched.max_weight)
-        if weight >= sched.max_weight:
+        weight = sched.next_weight(weight)
+        if weight >= sched.last_weight:
             yield _line(t, weight, "promote", d)
             yield {"outcome": "promoted", "t": _round(t)}
             return

@@ -8,23 +8,24 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
+import uuid
 from functools import lru_cache
 from typing import Any
 
-import redis
 from celery import Task
 
 from canary import monitor
 from canary.errors import CanaryError, StoreError
 from canary.fleet import run_batch
 from canary.local.flower import task_argsrepr
-from canary.rollout import controller
+from canary.rollout import controller, offline, operator
 from canary.rollout.config import validate_config
+from canary.rollout.windows import BatchSpec
 from canary.settings import load_settings
 from canary.store import Store
 from canary.store.redis_store import connect
+from canary.store.retry import UNREACHABLE, retry
 from workers.app import app, visibility_timeout
 
 log = logging.getLogger(__name__)
@@ -66,14 +67,15 @@ def _store() -> Store:
 class CeleryDispatcher:
     """Schedules the controller's next steps as Celery tasks on the right queues."""
 
-    def probe(self, batch: dict[str, Any], queue: str) -> None:
-        limit = float(batch.get("spread_s") or 0) + BATCH_SLACK_S
+    def probe(self, batch: BatchSpec, queue: str) -> None:
+        limit = float(batch.spread_s) + BATCH_SLACK_S
+        args = [batch.to_dict()]
         probe_batch.apply_async(
-            args=[batch],
+            args=args,
             queue=queue,
             soft_time_limit=limit,
             time_limit=limit + 15,
-            argsrepr=task_argsrepr(probe_batch.name, [batch]),
+            argsrepr=task_argsrepr(probe_batch.name, args),
         )
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None:
@@ -123,34 +125,25 @@ def _coordinate(task: Task, rollout_id: str, what: str, fn: Any, *args: Any) -> 
     if rollout_id in GUARD.pending:
         GUARD.settle()
         return "failed"
-    deadline = time.monotonic() + redis_deadline()
-    delay = 0.5
-    while True:
-        try:
-            return str(fn(_ctx(), rollout_id, *args))
-        except (StoreError, redis.RedisError) as exc:
-            if time.monotonic() + delay < deadline:
-                log.warning(
-                    "%s of %s: Redis unreachable (%s); retrying in %.1fs",
-                    what,
-                    rollout_id,
-                    exc,
-                    delay,
-                )
-                time.sleep(delay)
-                delay = min(delay * 2, 8.0)
-                continue
-            GUARD.fail_offline(
-                rollout_id, f"{what}: Redis unreachable for {redis_deadline():g}s: {exc}"
+    try:
+        return str(
+            retry(
+                lambda: fn(_ctx(), rollout_id, *args),
+                deadline_s=redis_deadline(),
+                what=f"{what} of {rollout_id}",
             )
-            GUARD.settle()
-            return "failed"
-        except CanaryError as exc:
-            reason = f"{what} failed: {exc}"
-        except Exception as exc:
-            log.exception("%s of %s crashed", what, rollout_id)
-            reason = f"{what} crashed: {type(exc).__name__}: {exc}"
-        break
+        )
+    except UNREACHABLE as exc:
+        GUARD.fail_offline(
+            rollout_id, f"{what}: Redis unreachable for {redis_deadline():g}s: {exc}"
+        )
+        GUARD.settle()
+        return "failed"
+    except CanaryError as exc:
+        reason = f"{what} failed: {exc}"
+    except Exception as exc:
+        log.exception("%s of %s crashed", what, rollout_id)
+        reason = f"{what} crashed: {type(exc).__name__}: {exc}"
     try:
         controller.fail_safe(_ctx(), rollout_id, reason)
     except Exception:
@@ -158,72 +151,12 @@ def _coordinate(task: Task, rollout_id: str, what: str, fn: Any, *args: Any) -> 
     return "failed"
 
 
-class RedisGuard:
-    """Watches Redis from a coordinator process and fails its rollouts safe when it stays away.
-
-    Started by the first coordinator task; checks every second. Past CANARY_REDIS_DEADLINE
-    without an answer, every unfinished rollout this process coordinated gets its traffic sent
-    to stable through its router (no Redis needed); once Redis answers, the records are marked
-    failed with the reason, and tasks for those rollouts do nothing else.
-    """
-
-    def __init__(self) -> None:
-        self.pending: dict[str, str] = {}
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._watch, name="redis-guard", daemon=True)
-                self._thread.start()
-
-    def fail_offline(self, rollout_id: str, reason: str) -> None:
-        problem = controller.rollback_offline(_ctx(), rollout_id)
-        if problem is not None:
-            reason += f"; could not send traffic to stable while Redis was away: {problem}"
-        log.error("rollout %s fails safe: %s", rollout_id, reason)
-        with self._lock:
-            self.pending.setdefault(rollout_id, reason)
-
-    def settle(self) -> None:
-        """Write the pending fail-safe outcomes (when Redis answers); keep those that failed."""
-        with self._lock:
-            todo = dict(self.pending)
-        for rollout_id, reason in todo.items():
-            try:
-                controller.fail_safe(_ctx(), rollout_id, reason)
-            except (StoreError, redis.RedisError):
-                continue
-            except Exception:
-                log.exception("fail-safe of %s could not run", rollout_id)
-            with self._lock:
-                self.pending.pop(rollout_id, None)
-
-    def _watch(self) -> None:
-        client = connect(load_settings().redis_url)
-        client.connection_pool.connection_kwargs.update(socket_timeout=2, socket_connect_timeout=2)
-        away_since: float | None = None
-        while True:
-            time.sleep(1.0)
-            try:
-                client.ping()
-            except redis.RedisError:
-                away_since = away_since or time.monotonic()
-                if time.monotonic() - away_since >= redis_deadline():
-                    for rollout_id in controller.recent_rollouts():
-                        if rollout_id not in self.pending:
-                            self.fail_offline(
-                                rollout_id,
-                                f"Redis unreachable for more than {redis_deadline():g}s",
-                            )
-                continue
-            away_since = None
-            if self.pending:
-                self.settle()
-
-
-GUARD = RedisGuard()
+GUARD = offline.RedisGuard(
+    make_ctx=_ctx,
+    client=lambda: connect(load_settings().redis_url),
+    deadline_s=redis_deadline,
+    fail_safe=controller.fail_safe,
+)
 
 
 @app.task(name="canary.start_rollout", bind=True, acks_late=True)
@@ -232,14 +165,23 @@ def start_rollout(
     config: dict[str, Any],
     transactions: list[dict[str, Any]],
     rollout_id: str | None = None,
+    replace: bool = False,
+    retry_of: str | None = None,
 ) -> str:
-    """Create a rollout from a config and its transactions (plain JSON); returns its id."""
+    """Create a rollout from a config and its transactions (plain JSON); returns its id.
+
+    ``replace``: abort the rollout already running for the same service first (otherwise a
+    second rollout of a service is refused with an error naming the running one).
+    ``retry_of``: the ended rollout this one starts again (`canary rollout retry`).
+    """
     from canary.transactions import Transaction
 
     # Checked as `rollout start` checks a file, so a bad option is answered, not left to a step.
     cfg = validate_config(config)
     txs = [Transaction.model_validate(t).model_dump(mode="json") for t in transactions]
-    record = controller.create(_ctx(), cfg, txs, rollout_id=rollout_id)
+    record = controller.create(
+        _ctx(), cfg, txs, rollout_id=rollout_id, replace=replace, retry_of=retry_of
+    )
     return str(record["id"])
 
 
@@ -315,36 +257,38 @@ def _later_repr(task_name: str, args: list[Any]) -> str:
     return f"{task_name} {task_argsrepr(task_name, args)}"
 
 
-def _command(rollout_id: str, command: str) -> str:
-    store = _store()
-    if store.load_rollout(rollout_id) is None:
-        return "unknown rollout"
-    store.push_control(rollout_id, command)
-    return "queued"
+# Operator commands are short: they wait for the rollout's lock (a coordinator holds it for
+# seconds) and apply themselves, so they act within seconds whatever the step interval.
+COMMAND_TASK: dict[str, Any] = {"soft_time_limit": 90, "time_limit": 120}
 
 
-@app.task(name="canary.pause")
-def pause(rollout_id: str) -> str:
+def _command(rollout_id: str, command: str, command_id: str | None = None) -> str:
+    """Apply an operator command now; returns what became of it (for the sender)."""
+    return operator.command(_ctx(), rollout_id, command, command_id or uuid.uuid4().hex)
+
+
+@app.task(name="canary.pause", **COMMAND_TASK)
+def pause(rollout_id: str, command_id: str | None = None) -> str:
     """Hold the rollout at its current weight until resumed."""
-    return _command(rollout_id, "pause")
+    return _command(rollout_id, "pause", command_id)
 
 
-@app.task(name="canary.resume")
-def resume(rollout_id: str) -> str:
+@app.task(name="canary.resume", **COMMAND_TASK)
+def resume(rollout_id: str, command_id: str | None = None) -> str:
     """Let a paused rollout go on."""
-    return _command(rollout_id, "resume")
+    return _command(rollout_id, "resume", command_id)
 
 
-@app.task(name="canary.promote")
-def promote(rollout_id: str) -> str:
-    """Send all traffic to the canary now and end the rollout."""
-    return _command(rollout_id, "promote")
+@app.task(name="canary.promote", **COMMAND_TASK)
+def promote(rollout_id: str, command_id: str | None = None) -> str:
+    """Send all traffic to the canary now and end the rollout (an abort at the same time wins)."""
+    return _command(rollout_id, "promote", command_id)
 
 
-@app.task(name="canary.abort")
-def abort(rollout_id: str) -> str:
+@app.task(name="canary.abort", **COMMAND_TASK)
+def abort(rollout_id: str, command_id: str | None = None) -> str:
     """Send all traffic back to stable now and end the rollout."""
-    return _command(rollout_id, "abort")
+    return _command(rollout_id, "abort", command_id)
 
 
 @app.task(name="canary.monitor_tick", acks_late=False, soft_time_limit=30, time_limit=45)

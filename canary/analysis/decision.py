@@ -1,10 +1,16 @@
-"""What every judge returns (Decision), what it is given (JudgeInput), and the Judge protocol."""
+"""What every judge returns (Decision), what it is given, and the Judge protocols.
+
+Two protocols: ``Judge`` decides one window from a JudgeInput (pure; the bench and the replay
+use it), and ``RolloutJudge`` is what the live controller drives, step after step:
+``open(setup, state)`` gives a ``JudgeSession`` that observes results, decides, and hands back
+its state (or None) to be kept between tasks. Every registered judge implements both.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, ClassVar, Literal, Protocol, get_args
 
 from canary.analysis.checks import json_safe
 from canary.analysis.slo import SLO
@@ -72,3 +78,44 @@ class Judge(Protocol):
     name: str
 
     def decide(self, inp: JudgeInput) -> Decision: ...
+
+
+@dataclass(frozen=True)
+class JudgeSetup:
+    """What the controller opens a judge with: the rollout's objectives and settings.
+
+    ``history`` is read only when called (a judge that keeps a baseline in its state reads it
+    once); ``canary_failures`` counts the failed canary runs of the rollout so far.
+    """
+
+    slo: SLO
+    transactions: Sequence[str]
+    history: Callable[[], Sequence[TransactionResult]]
+    t0: float
+    max_weight: int
+    max_holds: int
+    min_samples: int
+    canary_failures: int = 0
+    step: int = 0
+    engine: dict[str, Any] = field(default_factory=dict)
+
+
+class JudgeSession(Protocol):
+    """One rollout's judge between two saves: observe results, decide, hand the state back."""
+
+    def observe(self, results: Sequence[TransactionResult]) -> None: ...
+
+    def decide(
+        self, t: float, weight: int, *, step_end: bool, holds: int = 0, final: bool = False
+    ) -> Decision: ...
+
+    def to_state(self) -> dict[str, Any] | None: ...
+
+
+class RolloutJudge(Protocol):
+    """A judge the controller drives; ``interim``: it may look while a step runs."""
+
+    name: str
+    interim: ClassVar[bool]
+
+    def open(self, setup: JudgeSetup, state: dict[str, Any] | None) -> JudgeSession: ...

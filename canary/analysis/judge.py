@@ -35,22 +35,103 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from canary.analysis.absolute import check_latency, check_success
 from canary.analysis.baseline import Baseline
 from canary.analysis.checks import Check, json_safe
 from canary.analysis.compare import DEFAULT_BOOTSTRAP, compare
-from canary.analysis.decision import Decision, Judge, JudgeInput
-from canary.analysis.engine import SequentialJudge
+from canary.analysis.decision import (
+    Decision,
+    Judge,
+    JudgeInput,
+    JudgeSession,
+    JudgeSetup,
+    RolloutJudge,
+)
+from canary.analysis.engine import AnalysisEngine, EngineSettings, SequentialJudge
 from canary.analysis.metrics import stats_of
 from canary.analysis.slo import SLO
 from canary.errors import unknown_name
 from canary.probing.result import TransactionResult
 
 
+class WindowSession:
+    """A stateless judge in the controller's seat: it judges what it observed since it opened.
+
+    The controller opens a session per window, so "observed" is the window's results; the
+    state is None (the record already counts the canary's failures).
+    """
+
+    def __init__(self, judge: Judge, setup: JudgeSetup) -> None:
+        self.judge = judge
+        self.setup = setup
+        self.results: list[TransactionResult] = []
+
+    def observe(self, results: Sequence[TransactionResult]) -> None:
+        self.results.extend(results)
+
+    def decide(
+        self, t: float, weight: int, *, step_end: bool, holds: int = 0, final: bool = False
+    ) -> Decision:
+        if not step_end:
+            return Decision("hold", ["judged at the step's end only"], metrics={"interim": True})
+        s = self.setup
+        return self.judge.decide(
+            JudgeInput(
+                canary=[r for r in self.results if r.version == "canary"],
+                stable=[r for r in self.results if r.version == "stable"],
+                history=s.history(),
+                cumulative_canary_failures=s.canary_failures,
+                slo=s.slo,
+                weight=weight,
+                max_weight=s.max_weight,
+                step_index=s.step,
+                holds=holds,
+                max_holds=s.max_holds,
+                transactions=list(s.transactions),
+                min_samples=s.min_samples,
+            )
+        )
+
+    def to_state(self) -> dict[str, Any] | None:
+        return None
+
+
+class WindowJudge:
+    """Mixin: a stateless ``decide(JudgeInput)`` judge opened as a WindowSession."""
+
+    interim: ClassVar[bool] = False
+
+    def open(self, setup: JudgeSetup, state: dict[str, Any] | None) -> JudgeSession:
+        judge: Judge = self  # type: ignore[assignment]
+        return WindowSession(judge, setup)
+
+
 @dataclass
-class ThresholdJudge:
+class SequentialRolloutJudge(SequentialJudge):
+    """The sequential engine, kept across the rollout: its state is the engine's evidence.
+
+    It may look while a step runs (its tests stay valid however often they are looked at). The
+    history is read only when the engine is built; afterwards its state carries the baseline.
+    """
+
+    interim: ClassVar[bool] = True
+
+    def open(self, setup: JudgeSetup, state: dict[str, Any] | None) -> JudgeSession:
+        if state:
+            return AnalysisEngine.from_state(state)
+        return AnalysisEngine(
+            setup.slo,
+            EngineSettings.from_dict(setup.engine),
+            list(setup.transactions),
+            setup.history(),
+            t0=setup.t0,
+        )
+
+
+@dataclass
+class ThresholdJudge(WindowJudge):
     """The v0 judge: fixed-window tests against tolerances and objectives (module docstring)."""
 
     name: str = "threshold"
@@ -257,7 +338,7 @@ def _metrics(
 
 
 @dataclass
-class ScriptedJudge:
+class ScriptedJudge(WindowJudge):
     """A fake for tests of callers: returns the given decisions in order, then repeats the last."""
 
     decisions: list[Decision]
@@ -273,15 +354,24 @@ class ScriptedJudge:
 JUDGES: dict[str, type] = {
     "threshold": ThresholdJudge,
     "default": ThresholdJudge,
-    "sequential": SequentialJudge,
+    "sequential": SequentialRolloutJudge,
 }
 
 
 def get_judge(name: str) -> Judge:
     """A judge by registry name; an unknown name is a ConfigError listing the known ones."""
+    judge: Judge = _judge_class(name)()
+    return judge
+
+
+def get_rollout_judge(name: str) -> RolloutJudge:
+    """The same judge, as the controller drives it (open → observe / decide / to_state)."""
+    judge: RolloutJudge = _judge_class(name)()
+    return judge
+
+
+def _judge_class(name: str) -> type:
     try:
-        cls = JUDGES[name]
+        return JUDGES[name]
     except KeyError:
         raise unknown_name("judge", name, list(JUDGES)) from None
-    judge: Judge = cls()
-    return judge

@@ -35,12 +35,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from canary.cli.operate import fleet_store
+    from canary.cli.operate import fleet_store, fleet_url
     from canary.dashboard.auth import Credentials
     from canary.dashboard.server import bind, serve
 
     credentials = Credentials.from_env()
-    store = fleet_store()
+    url = fleet_url()
+    store = fleet_store(url)
     sock = bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in str(host) else host
@@ -49,5 +50,5 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         "password from CANARY_DASHBOARD_PASSWORD)",
         flush=True,
     )
-    serve(store, credentials, sock)
+    serve(url, store, credentials, sock)
     return 0

@@ -117,8 +117,10 @@ def _abort(redis_url: str, rollout_id: str) -> str:
     from canary.rollout import state as st
     from canary.store import Store
 
+    from canary.cli.commands import send_command
+
     store = Store.from_url(redis_url)
-    store.push_control(rollout_id, "abort")
+    send_command(redis_url, store, rollout_id, "abort", wait_s=ABORT_WAIT_S)
 
     def ended() -> dict[str, Any] | None:
         deadline = time.monotonic() + ABORT_WAIT_S

@@ -72,6 +72,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--watch", action="store_true", help="follow it to the end (exit code as `watch`)"
     )
     s.add_argument("--json", action="store_true", help='print {"id": ...} as JSON')
+    s.add_argument(
+        "--replace",
+        action="store_true",
+        help="abort the service's running rollout first (without it a second one is refused)",
+    )
     s.set_defaults(func=cmd_start)
 
     t = rs.add_parser(
@@ -124,6 +129,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     w.set_defaults(func=cmd_watch)
 
+    r = rs.add_parser(
+        "retry", help="start an aborted, rolled-back or failed rollout again, same configuration"
+    )
+    r.add_argument("id")
+    r.add_argument("--json", action="store_true", help='print {"id": ...} as JSON')
+    r.set_defaults(func=cmd_retry)
+
     for name, text in COMMANDS.items():
         c = rs.add_parser(
             name,
@@ -173,14 +185,49 @@ def cmd_start(args: argparse.Namespace) -> int:
     config, transactions = load_rollout(args.file)
     url = fleet_url()
     store = fleet_store(url)
-    rollout_id = start(url, config, transactions)
+    running = _running_rollout(store, config.service_name)
+    if running is not None and not args.replace:
+        raise ConfigError(
+            f"{args.file}: service {config.service_name!r} already has rollout {running['id']} "
+            f"{running['state']} at weight {running.get('weight', 0)}%; wait for it, abort it "
+            "(`canary rollout abort`), or start with --replace"
+        )
+    rollout_id = start(url, config, transactions, replace=args.replace)
     if args.json:
         print(json.dumps({"id": rollout_id}))
     else:
-        print(rollout_id)
+        print(rollout_id, flush=True)
     if args.watch:
+        if not _await_record(store, rollout_id, CREATED_WITHIN_S):
+            print(
+                f"rollout {rollout_id} was sent, but no control worker created it within "
+                f"{CREATED_WITHIN_S:.0f} s; is one running? (`canary rollout status` shows it later)",
+                file=sys.stderr,
+            )
+            return 1
         return _watch(store, rollout_id, as_json=False, timeout=24 * 3600.0)
     return 0
+
+
+def _running_rollout(store: Store, service: str) -> dict[str, Any] | None:
+    """The unfinished rollout steering ``service``, if any (the fleet refuses a second one)."""
+    holder = store.service_holder(service)
+    running = store.load_rollout(holder) if holder else None
+    return running if running is not None and not st.is_final(running["state"]) else None
+
+
+# How long `start --watch` waits for the control worker to create the rollout it was sent.
+CREATED_WITHIN_S = 60.0
+
+
+def _await_record(store: Store, rollout_id: str, timeout: float) -> bool:
+    """Wait until the rollout's record exists: the start task is asynchronous."""
+    deadline = time.monotonic() + timeout
+    while store.load_rollout(rollout_id) is None:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -249,15 +296,41 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return _watch(fleet_store(), args.id, as_json=args.json, timeout=args.timeout)
 
 
-def cmd_command(args: argparse.Namespace) -> int:
-    store = fleet_store()
-    record = _record(store, args.id)
-    if st.is_final(record["state"]):
+def cmd_retry(args: argparse.Namespace) -> int:
+    """Start an ended (not promoted) rollout again with its configuration; links the two."""
+    from canary.rollout.record import RolloutRecord
+
+    url = fleet_url()
+    store = fleet_store(url)
+    old = RolloutRecord.from_dict(_record(store, args.id))
+    if not old.final or old.state == "promoted":
         print(
-            f"rollout {args.id} already ended ({record['state']}); nothing to {args.command}",
+            f"rollout {args.id} is {old.state}: only an aborted, rolled-back or failed one can be"
+            " retried",
             file=sys.stderr,
         )
         return 1
-    store.push_control(args.id, args.command)
-    print(f"{args.command} queued for {args.id}; the coordinator applies it at its next check")
+    running = _running_rollout(store, old.service)
+    if running is not None:
+        raise ConfigError(
+            f"service {old.service!r} already has rollout {running['id']} {running['state']};"
+            " abort it first"
+        )
+    rollout_id = start(url, old.config, old.transactions, retry_of=old.id)
+    print(json.dumps({"id": rollout_id, "retry_of": old.id}) if args.json else rollout_id)
+    return 0
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    """Send the command task; the control worker applies it at once and answers (or says why not)."""
+    from canary.cli.commands import send_command
+
+    url = fleet_url()
+    store = fleet_store(url)
+    _record(store, args.id)  # an unknown id exits 2, as status does
+    sent = send_command(url, store, args.id, args.command)
+    if sent.status != 200:
+        print(sent.message, file=sys.stderr)
+        return 1
+    print(sent.message)
     return 0

@@ -123,14 +123,28 @@ def local_fleet(queues: list[str], workdir: Path | None, console: Console) -> It
         yield RunFleet(fleet.redis_url, fleet.redis)
 
 
-def start(redis_url: str, config: RolloutConfig, transactions: list[dict[str, Any]]) -> str:
-    """Send ``canary.start_rollout`` to the fleet; the id is made here so we can follow at once."""
+def start(
+    redis_url: str,
+    config: RolloutConfig,
+    transactions: list[dict[str, Any]],
+    *,
+    replace: bool = False,
+    retry_of: str | None = None,
+) -> str:
+    """Send ``canary.start_rollout`` to the fleet; the id is made here so we can follow at once.
+
+    ``replace``: the fleet aborts the service's running rollout first (else it refuses).
+    """
     from canary.local.flower import task_argsrepr
     from workers.app import client
 
     rollout_id = controller.new_rollout_id(config.name)
     with client(redis_url) as app:
-        args = [config.model_dump(mode="json"), transactions, rollout_id]
+        args: list[Any] = [config.model_dump(mode="json"), transactions, rollout_id]
+        if replace or retry_of:
+            args.append(replace)
+        if retry_of:
+            args.append(retry_of)
         # Flower shows argsrepr: the rollout and its versions rather than the whole config.
         app.send_task(
             "canary.start_rollout", args=args, argsrepr=task_argsrepr("canary.start_rollout", args)
@@ -277,7 +291,7 @@ def keep_record(store: Store, rollout_id: str) -> Path | None:
 class NoDispatch:
     """A dispatcher for ending a rollout from the CLI: nothing is scheduled after the end."""
 
-    def probe(self, batch: dict[str, Any], queue: str) -> None: ...
+    def probe(self, batch: Any, queue: str) -> None: ...
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None: ...
 

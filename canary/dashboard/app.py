@@ -29,7 +29,6 @@ from canary.dashboard.auth import Credentials
 from canary.dashboard.view import ACTIONS, list_rollouts, rollout_view
 from canary.errors import CanaryError
 from canary.report.svg import CHART_CSS
-from canary.rollout import state as st
 from canary.store import Store
 
 log = logging.getLogger(__name__)
@@ -99,13 +98,15 @@ def _sse(event: str, payload: Any) -> str:
 
 
 def create_app(
+    redis_url: str,
     store: Store,
     credentials: Credentials,
     *,
     poll_s: float = 1.0,
     limit: int = 30,
 ) -> ASGIApp:
-    """The dashboard on ``store``; ``poll_s`` is how often streams look for changes."""
+    """The dashboard on ``store`` (the fleet at ``redis_url``, where its buttons send commands);
+    ``poll_s`` is how often streams look for changes."""
 
     def csrf() -> str:
         return credentials.csrf_token()
@@ -188,7 +189,7 @@ def create_app(
         if command not in ACTIONS:
             known = ", ".join(ACTIONS)
             return JSONResponse({"ok": False, "message": f"unknown action; known: {known}"}, 404)
-        ok, message, status = await run_in_threadpool(send_command, store, rid, command)
+        ok, message, status = await run_in_threadpool(send_command, redis_url, store, rid, command)
         log.info("dashboard: %s %s: %s", command, rid, message)
         return JSONResponse({"ok": ok, "message": message}, status)
 
@@ -222,12 +223,13 @@ def _event_stream(body: AsyncIterator[str]) -> StreamingResponse:
     )
 
 
-def send_command(store: Store, rollout_id: str, command: str) -> tuple[bool, str, int]:
-    """The CLI's path (`canary rollout abort` ...): refuse a finished rollout, else queue it."""
-    record = store.load_rollout(rollout_id)
-    if record is None:
-        return False, f"unknown rollout {rollout_id!r}", 404
-    if st.is_final(record["state"]):
-        return False, f"rollout already ended ({record['state']}); nothing to {command}", 409
-    store.push_control(rollout_id, command)
-    return True, f"{command} queued; the coordinator applies it at its next check", 202
+# A button waits this long for the control worker's answer before saying the command was sent.
+ACTION_WAIT_S = 5.0
+
+
+def send_command(url: str, store: Store, rollout_id: str, command: str) -> tuple[bool, str, int]:
+    """The CLI's path (`canary rollout abort` ...): refuse a finished rollout, else send the task."""
+    from canary.cli.commands import send_command as send
+
+    sent = send(url, store, rollout_id, command, wait_s=ACTION_WAIT_S)
+    return sent.ok, sent.message, sent.status

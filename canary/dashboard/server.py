@@ -47,9 +47,9 @@ class _Server(uvicorn.Server):
                 signal.signal(s, handler)
 
 
-def serve(store: Store, credentials: Credentials, sock: socket.socket) -> None:
+def serve(url: str, store: Store, credentials: Credentials, sock: socket.socket) -> None:
     """Serve until SIGINT or SIGTERM; open event streams are closed on the way out."""
-    app = create_app(store, credentials)
+    app = create_app(url, store, credentials)
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3
     )

@@ -111,6 +111,9 @@ class CeleryStarter:
                 app.send_task(
                     "canary.start_rollout",
                     args=args,
+                    # A newer analysis of the same service (a new canary revision) takes over
+                    # from one still running: the fleet runs one rollout per service.
+                    kwargs={"replace": True},
                     argsrepr=task_argsrepr("canary.start_rollout", args),
                     # Never wait long on a broker that is away: the caller gets a 503 instead.
                     retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},

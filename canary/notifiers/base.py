@@ -11,7 +11,16 @@ from canary.errors import NotifierError
 from canary.http_out import HttpClient, HttpURL, secret_from_env
 from canary.plugins import Options
 
-AlertKind = Literal["rollback", "promotion", "error_budget", "predicted_breach", "stuck", "failure"]
+AlertKind = Literal[
+    "rollback",
+    "promotion",
+    "error_budget",
+    "predicted_breach",
+    "stuck",
+    "failure",
+    "stable_unhealthy",
+    "starved",
+]
 
 
 @dataclass(frozen=True, slots=True)

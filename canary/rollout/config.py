@@ -17,6 +17,10 @@ from canary.errors import ConfigError, Problem
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# RFC 9110 token: what a header field name may be made of.
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# The longest pause a schedule may hold: past it, an operator should have said something.
+MAX_PAUSE_S = 7 * 24 * 3600.0
 
 
 def parse_duration(value: Any) -> float:
@@ -54,6 +58,20 @@ class VersionSpec(_Strict):
             raise ValueError(f"{v!r} is not an http(s) URL")
         return v.rstrip("/")
 
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        # A CR or LF in a header would let a probe write a header (or a request) of its own.
+        for name, value in v.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(
+                    f"header name {name!r} is not a token (letters, digits and !#$%&'*+-.^_`|~; "
+                    "no spaces or colons)"
+                )
+            if any(c in value for c in "\r\n\0"):
+                raise ValueError(f"header {name!r}: the value must not contain CR, LF or NUL")
+        return v
+
 
 class PauseSpec(_Strict):
     """How long a pause lasts; without a duration it lasts until an operator resumes or promotes."""
@@ -65,7 +83,14 @@ class PauseSpec(_Strict):
     @field_validator("duration", mode="before")
     @classmethod
     def _duration(cls, v: Any) -> float | None:
-        return None if v is None else parse_duration(v)
+        if v is None:
+            return None
+        seconds = parse_duration(v)
+        if not 0 < seconds <= MAX_PAUSE_S:
+            raise ValueError(
+                "must be more than 0 and at most 7 days (omit it to wait for an operator)"
+            )
+        return seconds
 
 
 class Pause(_Strict):
@@ -197,6 +222,10 @@ class AnalysisSpec(_Strict):
     stuck_after: float | None = Field(
         default=None,
         description="Alert when a running rollout makes no progress this long (default: 3 steps + 30 s).",
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Run the schedule and record what the judge would decide, never rolling back on it.",
     )
 
     @field_validator("history_window", mode="before")
@@ -333,6 +362,10 @@ def load_rollout(path: str | Path) -> tuple[RolloutConfig, list[dict[str, Any]]]
     base = Path(path).parent
     for i, rel in enumerate(config.transactions):
         tx_path = base / rel
+        if not tx_path.is_file():
+            what = "is a directory, not a file" if tx_path.is_dir() else "no such file"
+            problems.append(doc.problem(("transactions", i), f"{rel}: {what} ({tx_path})"))
+            continue
         try:
             tx = load_transaction(tx_path)
         except ConfigError as exc:

@@ -29,6 +29,22 @@ class Keys:
         """Stream of everything that happened to a rollout (MAXLEN-capped)."""
         return f"{self.root}:rollout:{rollout_id}:events"
 
+    def engine(self, rollout_id: str) -> str:
+        """The judge's state between tasks (JSON; the sequential engine's evidence)."""
+        return f"{self.root}:rollout:{rollout_id}:engine"
+
+    def saved_fence(self, rollout_id: str) -> str:
+        """The fencing token of the last accepted save of the record (see Store.save_record)."""
+        return f"{self.root}:rollout:{rollout_id}:saved-fence"
+
+    def answers(self, rollout_id: str) -> str:
+        """Hash command id → what became of an operator command (expires with the rollout)."""
+        return f"{self.root}:rollout:{rollout_id}:answers"
+
+    def service_rollout(self, service: str) -> str:
+        """The id of the unfinished rollout steering a service (one at a time)."""
+        return f"{self.root}:service:{service}:rollout"
+
     def lock(self, rollout_id: str) -> str:
         """The coordinator lock of a rollout (holds the fencing token)."""
         return f"{self.root}:rollout:{rollout_id}:lock"

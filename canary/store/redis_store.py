@@ -12,12 +12,15 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
 from canary.errors import StoreError
 from canary.probing.result import TransactionResult
+from canary.rollout.record import RolloutRecord
+from canary.rollout.state import FINAL as _FINAL_STATES
 from canary.settings import load_settings
 from canary.store.keys import Keys
 
@@ -119,18 +122,30 @@ return 0
 
 # Fencing: a coordinator whose lock expired while it stalled must not overwrite the newer
 # holder's writes, so a save carries its token and is refused when a larger one was stored.
+# The token saved last has its own key, so the check never decodes the record.
+# KEYS: record, saved fence, judge state, service. ARGV: record JSON, fence, ttl (0: keep for
+# good), judge state JSON ('' leaves it as it is), rollout id.
+# With a ttl (the rollout ended) the service is released when this rollout still holds it.
 _SAVE_FENCED = """
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local f = cjson.decode(cur)['fence']
-  if f and tonumber(f) > tonumber(ARGV[2]) then return 0 end
+local saved = tonumber(redis.call('GET', KEYS[2]) or '0')
+if saved > tonumber(ARGV[2]) then return 0 end
+local ttl = tonumber(ARGV[3])
+local function put(key, value)
+  if ttl > 0 then redis.call('SET', key, value, 'EX', ttl) else redis.call('SET', key, value) end
 end
-if tonumber(ARGV[3]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
+put(KEYS[1], ARGV[1])
+put(KEYS[2], ARGV[2])
+if ARGV[4] ~= '' then put(KEYS[3], ARGV[4]) elseif ttl > 0 then redis.call('EXPIRE', KEYS[3], ttl) end
+if ttl > 0 and redis.call('GET', KEYS[4]) == ARGV[5] then redis.call('DEL', KEYS[4]) end
 return 1
+"""
+
+# KEYS: service. ARGV: new holder, the holder it may replace ('' for none).
+_TAKE_SERVICE = """
+local cur = redis.call('GET', KEYS[1])
+if cur and cur ~= ARGV[2] and cur ~= ARGV[1] then return cur end
+redis.call('SET', KEYS[1], ARGV[1])
+return false
 """
 
 # KEYS: the monitor's tick key. ARGV: interval (s), ttl (s). On Redis's clock, so that beats and
@@ -161,6 +176,22 @@ return 0
 """
 
 
+@dataclass(frozen=True)
+class Command:
+    """An operator command waiting for the coordinator, with the id its sender waits on."""
+
+    command: str
+    id: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: str) -> Command:
+        # Plain words were queued before commands had ids.
+        if not raw.startswith("{"):
+            return cls(raw)
+        d = json.loads(raw)
+        return cls(str(d["command"]), d.get("id"))
+
+
 def connect(url: str | None = None) -> redis.Redis:
     """A client for ``url`` (default: CANARY_REDIS_URL), answering str, with short timeouts."""
     url = url or load_settings().redis_url or "redis://127.0.0.1:6379/0"
@@ -187,6 +218,7 @@ class Store:
         self._record_interim = self.r.register_script(_RECORD_INTERIM)
         self._refresh_claim = self.r.register_script(_REFRESH_CLAIM)
         self._claim_tick = self.r.register_script(_CLAIM_TICK)
+        self._take_service = self.r.register_script(_TAKE_SERVICE)
 
     @classmethod
     def from_url(cls, url: str | None = None) -> Store:
@@ -199,39 +231,141 @@ class Store:
         try:
             if not self.r.set(self.keys.rollout(rid), json.dumps(record), nx=True):
                 raise StoreError(f"rollout {rid} already exists")
+            self.r.set(self.keys.saved_fence(rid), int(record.get("fence") or 0))
             self.r.zadd(self.keys.rollouts(), {rid: time.time()})
             # Keep the index bounded: drop the oldest ids beyond the cap.
             self.r.zremrangebyrank(self.keys.rollouts(), 0, -ROLLOUTS_KEPT - 1)
         except redis.RedisError as exc:
             raise StoreError(f"cannot create rollout {rid}: {exc}") from exc
 
+    def create_record(self, record: RolloutRecord) -> None:
+        """Persist a new typed record (see create_rollout)."""
+        self.create_rollout(record.to_dict())
+
     def load_rollout(self, rollout_id: str) -> dict[str, Any] | None:
+        """The record as plain JSON (what the edges read; the judge state is apart)."""
         try:
             raw = self.r.get(self.keys.rollout(rollout_id))
         except redis.RedisError as exc:
             raise StoreError(f"cannot read rollout {rollout_id}: {exc}") from exc
         return json.loads(raw) if raw else None
 
+    def load_record(self, rollout_id: str) -> RolloutRecord | None:
+        """The typed record, its config parsed once."""
+        raw = self.load_rollout(rollout_id)
+        if raw is None:
+            return None
+        if raw.get("engine"):
+            # Written before the judge state had its own key: move it there before the record
+            # is saved without it, so a rollout in flight keeps its evidence.
+            try:
+                self.r.set(self.keys.engine(rollout_id), json.dumps(raw["engine"]), nx=True)
+            except redis.RedisError as exc:
+                raise StoreError(f"cannot move the judge state of {rollout_id}: {exc}") from exc
+        return RolloutRecord.from_dict(raw)
+
+    def load_engine(self, rollout_id: str) -> dict[str, Any] | None:
+        """The judge's state saved with the record, or None (none yet, or a stateless judge)."""
+        try:
+            raw = self.r.get(self.keys.engine(rollout_id))
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot read the judge state of {rollout_id}: {exc}") from exc
+        if raw:
+            got: dict[str, Any] = json.loads(raw)
+            return got
+        # Records written before the state had its own key carried it inside (load_record
+        # moves it).
+        legacy = (self.load_rollout(rollout_id) or {}).get("engine")
+        return dict(legacy) if legacy else None
+
     def save_rollout(self, record: dict[str, Any], *, finished: bool = False) -> bool:
         """Write the record unless a holder with a newer fencing token already did."""
-        rid = record["id"]
+        return self._save(record["id"], record, int(record.get("fence") or 0), finished, None)
+
+    def save_record(self, record: RolloutRecord, *, engine: dict[str, Any] | None = None) -> bool:
+        """Write a typed record (and the judge's state, when given) in one fenced step.
+
+        A finished record (and its events, windows, judge state) expires after a month, and the
+        service it steered is free for the next rollout.
+        """
+        return self._save(record.id, record.to_dict(), record.fence, record.final, engine)
+
+    def _save(
+        self,
+        rid: str,
+        doc: dict[str, Any],
+        fence: int,
+        finished: bool,
+        engine: dict[str, Any] | None,
+    ) -> bool:
+        service = str(doc.get("service") or "")
         try:
             ok = bool(
                 self._save_fenced(
-                    keys=[self.keys.rollout(rid)],
+                    keys=[
+                        self.keys.rollout(rid),
+                        self.keys.saved_fence(rid),
+                        self.keys.engine(rid),
+                        self.keys.service_rollout(service),
+                    ],
                     args=[
-                        json.dumps(record),
-                        int(record.get("fence") or 0),
+                        json.dumps(doc),
+                        fence,
                         FINISHED_TTL_S if finished else 0,
+                        json.dumps(engine) if engine is not None else "",
+                        rid,
                     ],
                 )
             )
             if ok and finished:
-                self.r.expire(self.keys.events(rid), FINISHED_TTL_S)
-                self.r.expire(self.keys.windows(rid), FINISHED_TTL_S)
+                for key in (
+                    self.keys.events(rid),
+                    self.keys.windows(rid),
+                    self.keys.answers(rid),
+                    self.keys.control(rid),
+                ):
+                    self.r.expire(key, FINISHED_TTL_S)
             return ok
         except redis.RedisError as exc:
             raise StoreError(f"cannot save rollout {rid}: {exc}") from exc
+
+    def take_service(
+        self, service: str, rollout_id: str, *, replacing: str | None = None
+    ) -> str | None:
+        """Make ``rollout_id`` the one rollout steering ``service``.
+
+        Returns None when it now is, else the id of the unfinished rollout that holds the
+        service (unless it is ``replacing``). A holder whose record is gone or finished is
+        stale and is taken over.
+        """
+        key = self.keys.service_rollout(service)
+        try:
+            holder = self._take_service(keys=[key], args=[rollout_id, replacing or ""])
+            if holder is None:
+                return None
+            held = self.load_rollout(str(holder))
+            if held is None or held.get("state") in _FINAL_STATES:
+                holder = self._take_service(keys=[key], args=[rollout_id, str(holder)])
+                if holder is None:
+                    return None
+            return str(holder)
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot claim service {service}: {exc}") from exc
+
+    def service_holder(self, service: str) -> str | None:
+        """The unfinished rollout steering ``service``, if any."""
+        try:
+            got = self.r.get(self.keys.service_rollout(service))
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot read service {service}: {exc}") from exc
+        return str(got) if got else None
+
+    def release_service(self, service: str, rollout_id: str) -> None:
+        """Free ``service`` if ``rollout_id`` holds it (a rollout that could not be created)."""
+        try:
+            self._release(keys=[self.keys.service_rollout(service)], args=[rollout_id])
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot release service {service}: {exc}") from exc
 
     def list_rollouts(self, limit: int = 50) -> list[dict[str, Any]]:
         ids = self.r.zrevrange(self.keys.rollouts(), 0, limit - 1)
@@ -305,18 +439,43 @@ class Store:
 
     # --- control commands (pause, resume, promote, abort) ----------------------------------
 
-    def push_control(self, rollout_id: str, command: str) -> None:
+    def push_control(self, rollout_id: str, command: str, *, command_id: str | None = None) -> None:
         key = self.keys.control(rollout_id)
-        self.r.rpush(key, command)
-        self.r.expire(key, FINISHED_TTL_S)
+        try:
+            self.r.rpush(key, json.dumps({"command": command, "id": command_id}))
+            self.r.expire(key, FINISHED_TTL_S)
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot queue {command} for {rollout_id}: {exc}") from exc
 
-    def pop_controls(self, rollout_id: str) -> list[str]:
+    def pop_controls(self, rollout_id: str) -> list[Command]:
+        """Take every queued command, oldest first."""
         key = self.keys.control(rollout_id)
-        pipe = self.r.pipeline()
-        pipe.lrange(key, 0, -1)
-        pipe.delete(key)
-        got, _ = pipe.execute()
-        return list(got)
+        try:
+            pipe = self.r.pipeline()
+            pipe.lrange(key, 0, -1)
+            pipe.delete(key)
+            got, _ = pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot read the commands of {rollout_id}: {exc}") from exc
+        return [Command.from_json(raw) for raw in got]
+
+    def answer_command(self, rollout_id: str, command_id: str, answer: str) -> None:
+        """Remember what became of a command, for the task that sent it."""
+        key = self.keys.answers(rollout_id)
+        try:
+            pipe = self.r.pipeline()
+            pipe.hset(key, command_id, answer)
+            pipe.expire(key, FINISHED_TTL_S)
+            pipe.execute()
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot answer a command of {rollout_id}: {exc}") from exc
+
+    def command_answer(self, rollout_id: str, command_id: str) -> str | None:
+        try:
+            got = self.r.hget(self.keys.answers(rollout_id), command_id)
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot read a command of {rollout_id}: {exc}") from exc
+        return str(got) if got is not None else None
 
     # --- results ---------------------------------------------------------------------------
 

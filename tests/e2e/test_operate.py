@@ -13,6 +13,7 @@ from typing import Any
 import requests
 import yaml
 
+from canary.store import Store
 from tests.fixtures.processes import left_under
 from tests.fixtures.services import DemoFactory
 
@@ -82,11 +83,16 @@ def test_local_fleet_runs_rollouts_started_watched_and_aborted_from_the_cli(
         assert watched.returncode == 0, watched.stderr
         assert json.loads(watched.stdout.splitlines()[-1])["outcome"] == "promoted"
 
-        # A slow one, aborted by an operator while it runs.
-        slow = _canary(env, "rollout", "start", str(_rollout(tmp_path, stable, canary, "3s")))
+        # A slow one (30 s steps), aborted by an operator while it runs: the abort is applied
+        # at once, not at the step's end.
+        slow = _canary(env, "rollout", "start", str(_rollout(tmp_path, stable, canary, "30s")))
         slow_id = slow.stdout.strip()
-        time.sleep(1.0)
-        assert _canary(env, "rollout", "abort", slow_id).returncode == 0
+        store = Store.from_url(state["redis_url"])
+        deadline = time.monotonic() + 60
+        while store.load_rollout(slow_id) is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        aborted = _canary(env, "rollout", "abort", slow_id)
+        assert aborted.returncode == 0 and "abort applied" in aborted.stdout, aborted.stderr
         watched = _canary(env, "rollout", "watch", slow_id, "--json")
         assert watched.returncode == 3, watched.stderr
         final = json.loads(watched.stdout.splitlines()[-1])

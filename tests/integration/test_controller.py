@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from canary.analysis.engine import AnalysisEngine
+from canary.errors import ConfigError
 from canary.fleet import run_batch
-from canary.rollout import controller
+from canary.rollout import controller, operator
 from canary.rollout import state as st
 from canary.rollout.config import load_rollout
+from canary.rollout.windows import BatchSpec
 from canary.store import Store
 from tests.fixtures.services import DemoFactory
 
@@ -46,9 +49,10 @@ class InlineDispatcher:
     checks: list[str] = field(default_factory=list)  # what each interim check answered
     batches: list[dict[str, Any]] = field(default_factory=list)  # what each batch returned
 
-    def probe(self, batch: dict[str, Any], queue: str) -> None:
+    def probe(self, batch: BatchSpec, queue: str) -> None:
         self.queues_used.add(queue)
-        heapq.heappush(self.queue, (time.time(), next(self.counter), "probe", (batch,)))
+        # As the task message carries it: plain JSON.
+        heapq.heappush(self.queue, (time.time(), next(self.counter), "probe", (batch.to_dict(),)))
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None:
         heapq.heappush(
@@ -158,12 +162,12 @@ def test_healthy_canary_walks_every_weight_and_is_promoted(
     assert disp.queues_used == {"canary.probe.default"}
     decisions = [e["data"]["action"] for e in events if e["type"] == "decision"]
     assert decisions[-1] == "promote" and decisions.count("rollback") == 0
-    # The sequential engine's evidence travels with the record between tasks.
-    assert (
-        final["engine"] and AnalysisEngine.from_state(final["engine"]).to_state() == final["engine"]
-    )
-    # every probe of every window was recorded exactly once
+    # The sequential engine's evidence travels between tasks, under its own key.
     store = Store.from_url(redis_url)
+    engine = store.load_engine(final["id"])
+    assert engine and AnalysisEngine.from_state(engine).to_state() == engine
+    assert "engine" not in final
+    # every probe of every window was recorded exactly once
     for w in store.windows(final["id"]):
         assert len(store.window_results(final["id"], w)) == 12 * 2 * len(TX)
 
@@ -229,6 +233,7 @@ def test_the_threshold_judge_can_still_be_chosen(
     )
     final, _events, _ = _run(redis_url, path)
     assert final["state"] == "promoted" and "engine" not in final
+    assert Store.from_url(redis_url).load_engine(final["id"]) is None
 
 
 def test_timed_pause_waits_between_steps(
@@ -382,7 +387,10 @@ def test_only_the_sequential_engine_gets_interim_checks(
     schedule = {"initial_weight": 50, "step_weight": 50, "step_interval": 30}
     for judge, checked in (("sequential", True), ("threshold", False)):
         analysis = {"judge": judge, "max_holds": 1, "min_samples": 10}
-        cfg, txs = load_rollout(_config(tmp_path, url, url, schedule=schedule, analysis=analysis))
+        # One service per judge: a service has one running rollout at a time.
+        cfg, txs = load_rollout(
+            _config(tmp_path, url, url, name=f"t-{judge}", schedule=schedule, analysis=analysis)
+        )
         disp = InlineDispatcher(store)
         ctx = controller.Context(store=store, dispatcher=disp)
         rec = controller.create(ctx, cfg, txs)
@@ -398,3 +406,245 @@ def test_only_the_sequential_engine_gets_interim_checks(
         )
         assert controller.check(late, rec["id"], "s0a0") == "stale"
         assert controller.check(ctx, rec["id"], "s9a0") == "stale"
+
+
+# --- plugins that raise, commands, one rollout per service -----------------------------------
+
+
+class _BuggyRouter:
+    """A router plugin with a bug: ``set_weight`` of a non-zero weight raises a TypeError.
+
+    ``rollback_too`` breaks its rollback as well; every call is appended to ``calls``.
+    """
+
+    name = "buggy"
+    calls: list[str] = []
+
+    def __init__(self, rollback_too: bool = False) -> None:
+        self.rollback_too = rollback_too
+
+    def set_weight(self, weight: int, ctx: Any) -> None:
+        self.calls.append(f"set_weight {weight}")
+        if weight:
+            raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    def verify_weight(self, weight: int, ctx: Any) -> bool | None:
+        return None
+
+    def promote(self, ctx: Any) -> None:
+        self.calls.append("promote")
+
+    def rollback(self, ctx: Any) -> None:
+        self.calls.append("rollback")
+        if self.rollback_too:
+            raise KeyError("backend")
+
+
+class _BuggyNotifier:
+    """A notifier plugin whose options crash it when built (``url: 12``) or when it sends."""
+
+    name = "buggy"
+
+    def __init__(self, url: Any = None) -> None:
+        if not isinstance(url, str):
+            raise AttributeError("'int' object has no attribute 'decode'")
+
+    def send(self, alert: Any) -> None:
+        raise AttributeError("'NoneType' object has no attribute 'post'")
+
+
+def _buggy_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    from canary.notifiers import NOTIFIERS
+    from canary.routers import ROUTERS
+
+    monkeypatch.setitem(ROUTERS, "buggy", _BuggyRouter)
+    monkeypatch.setitem(NOTIFIERS, "buggy", _BuggyNotifier)
+    _BuggyRouter.calls = []
+
+
+def _buggy_run(
+    tmp_path: Path,
+    redis_url: str,
+    demo: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    router: dict[str, Any],
+    notifiers: list[dict[str, Any]],
+) -> tuple[dict[str, Any], list[dict[str, Any]], Path]:
+    """Run a rollout to its end with the buggy plugins; returns its record, events and file."""
+    _buggy_plugins(monkeypatch)
+    path = _config(tmp_path, demo("s").url, demo("c").url, router=router, notifiers=notifiers)
+    final, events, _ = _run(redis_url, path)
+    return final, events, path
+
+
+def test_a_router_that_raises_anything_ends_the_rollout_on_stable(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    notifiers = [{"type": "buggy", "url": 12}, {"type": "buggy", "url": "http://x"}]
+    final, events, _ = _buggy_run(
+        tmp_path, redis_url, demo_service_factory, monkeypatch, {"type": "buggy"}, notifiers
+    )
+    assert final["state"] == "failed" and final["weight"] == 0
+    assert _BuggyRouter.calls == ["set_weight 0", "set_weight 50", "rollback"]
+    assert any("TypeError" in r and "set weight 50%" in r for r in final["reasons"])
+    # The notifiers' crashes are failed channels in the alert's event, not a stuck rollout.
+    alert = next(
+        e["data"] for e in events if e["type"] == "alert" and e["data"]["kind"] == "failure"
+    )
+    assert len(alert["failed_channels"]) == 2, alert
+    assert events[-1]["type"] == "state"
+
+
+def test_a_router_that_cannot_roll_back_still_ends_the_rollout(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    router = {"type": "buggy", "rollback_too": True}
+    final, _events, path = _buggy_run(
+        tmp_path,
+        redis_url,
+        demo_service_factory,
+        monkeypatch,
+        router,
+        [{"type": "buggy", "url": 12}],
+    )
+    assert final["state"] == "failed"
+    assert any("failed to roll back" in r and "KeyError" in r for r in final["reasons"])
+    # And a fail-safe of a running rollout with those plugins ends it too.
+    store = Store.from_url(redis_url)
+    cfg, txs = load_rollout(path)
+    ctx = controller.Context(store=store, dispatcher=InlineDispatcher(store))
+    rec = controller.create(ctx, cfg, txs)
+    controller.fail_safe(ctx, rec["id"], "coordinator crashed")
+    ended = store.load_rollout(rec["id"])
+    assert ended is not None and ended["state"] == "failed"
+    assert ended["reasons"][0] == "coordinator crashed"
+
+
+def _prepared(
+    tmp_path: Path, redis_url: str, demo: DemoFactory
+) -> tuple[Store, controller.Context, Any, list[dict[str, Any]]]:
+    """A store, a context with an inline dispatcher, and a loaded healthy rollout file."""
+    path = _config(tmp_path, demo("s").url, demo("c").url)
+    store = Store.from_url(redis_url)
+    ctx = controller.Context(store=store, dispatcher=InlineDispatcher(store))
+    cfg, txs = load_rollout(path)
+    return store, ctx, cfg, txs
+
+
+def test_a_second_rollout_of_a_service_is_refused_unless_it_replaces(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    store, ctx, cfg, txs = _prepared(tmp_path, redis_url, demo_service_factory)
+    first = controller.create(ctx, cfg, txs)
+    with pytest.raises(ConfigError, match=f"already has rollout {first['id']} running"):
+        controller.create(ctx, cfg, txs)
+    second = controller.create(ctx, cfg, txs, replace=True)
+    old = store.load_rollout(first["id"])
+    assert old is not None and old["state"] == "aborted" and old["replaced_by"] == second["id"]
+    assert second["replaces"] == first["id"]
+    assert store.service_holder(cfg.service_name) == second["id"]
+    # Once it ends the service is free again.
+    controller.fail_safe(ctx, second["id"], "done")
+    assert store.service_holder(cfg.service_name) is None
+    third = controller.create(ctx, cfg, txs)
+    assert third["state"] == "running"
+
+
+def test_abort_wins_over_a_promote_that_came_with_it_and_both_are_answered(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    store, ctx, cfg, txs = _prepared(tmp_path, redis_url, demo_service_factory)
+    rid = controller.create(ctx, cfg, txs)["id"]
+    store.push_control(rid, "promote", command_id="p1")
+    assert operator.command(ctx, rid, "abort", "a1") == "applied"
+    assert "abort" in (store.command_answer(rid, "p1") or "")
+    final = store.load_rollout(rid)
+    assert final is not None and final["state"] == "aborted"
+    commands = [e["data"] for _, e in store.read_events(rid) if e["type"] == "command"]
+    assert {c["command"]: c["result"] for c in commands}["abort"] == "applied"
+    assert operator.command(ctx, rid, "promote", "p2").startswith(
+        "not applied: the rollout already ended"
+    )
+
+
+def test_traffic_never_moves_while_stable_is_unhealthy_and_the_alert_goes_once(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from canary.analysis.decision import Decision
+    from canary.analysis.judge import JUDGES, ScriptedJudge
+
+    sick = ["stable is unhealthy: stable success 40.0% (8/20) vs its history 100.0%"]
+    judge = ScriptedJudge(
+        [
+            Decision("hold", sick, alerts=["stable_unhealthy"]),
+            Decision("increase", sick, alerts=["stable_unhealthy"]),  # must not move traffic
+            Decision("increase", ["all within tolerance"]),
+            Decision("increase", ["all within tolerance"]),
+            Decision("promote", ["all within tolerance"]),
+        ]
+    )
+    monkeypatch.setitem(JUDGES, "scripted", lambda: judge)
+    path = _config(
+        tmp_path,
+        demo_service_factory("s").url,
+        demo_service_factory("c").url,
+        analysis={"judge": "scripted", "max_holds": 5, "min_samples": 10},
+    )
+    final, events, _ = _run(redis_url, path)
+    assert final["state"] == "promoted", final.get("reasons")
+    decisions = [
+        (e["data"]["weight"], e["data"]["action"]) for e in events if e["type"] == "decision"
+    ]
+    assert decisions == [
+        (0, "hold"),
+        (0, "hold"),
+        (0, "increase"),
+        (50, "increase"),
+        (100, "promote"),
+    ]
+    held = [e["data"] for e in events if e["type"] == "decision"][1]
+    assert "traffic does not move while stable is unhealthy" in held["reasons"][-1]
+    alerts = [
+        e["data"]
+        for e in events
+        if e["type"] == "alert" and e["data"]["kind"] == "stable_unhealthy"
+    ]
+    assert len(alerts) == 1 and alerts[0]["reasons"][0].startswith("stable is unhealthy: ")
+    assert [e["data"]["weight"] for e in events if e["type"] == "weight"] == [0, 0, 0, 50, 100]
+
+
+def test_a_dry_run_records_what_the_judge_would_do_and_never_rolls_back(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from canary.analysis.decision import Decision
+    from canary.analysis.judge import JUDGES, ScriptedJudge
+
+    judge = ScriptedJudge([Decision("rollback", ["checkout: canary success 40.0% (8/20)"])])
+    monkeypatch.setitem(JUDGES, "scripted", lambda: judge)
+    path = _config(
+        tmp_path,
+        demo_service_factory("s").url,
+        demo_service_factory("c", error_rate=0.6).url,
+        analysis={"judge": "scripted", "dry_run": True, "max_holds": 1, "min_samples": 10},
+    )
+    final, events, _ = _run(redis_url, path)
+    assert final["state"] == "promoted"
+    assert [e["data"]["weight"] for e in events if e["type"] == "weight"] == [0, 50, 100]
+    decisions = [e["data"] for e in events if e["type"] == "decision"]
+    assert [d["action"] for d in decisions] == ["increase", "increase", "promote"]
+    assert all(d["metrics"]["would"] == "rollback" and d["metrics"]["dry_run"] for d in decisions)
+    assert decisions[0]["reasons"] == [
+        "dry run: the analysis would roll back here: checkout: canary success 40.0% (8/20)"
+    ]

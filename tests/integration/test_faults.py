@@ -8,8 +8,11 @@ file, so "traffic back on stable" is checked where Redis cannot vouch for it.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -70,11 +73,12 @@ def _rollout(
     transactions: list[str] | None = None,
     per_step: int = 12,
     batch_size: int = 4,
+    name: str = "fault",
 ) -> tuple[Path, Path]:
-    weight_file = tmp / "weight"
+    weight_file = tmp / f"{name}.weight"
     weight_file.write_text("0\n")
     doc: dict[str, Any] = {
-        "name": "fault",
+        "name": name,
         "stable": {"url": stable.rstrip("/")},
         "canary": {"url": canary.rstrip("/")},
         "transactions": transactions or [BROWSE],
@@ -93,7 +97,7 @@ def _rollout(
             "rollback": f"echo 0 > {weight_file}",
         },
     }
-    path = tmp / "rollout.yaml"
+    path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(doc))
     return path, weight_file
 
@@ -190,7 +194,8 @@ def test_control_worker_killed_mid_step(
     assert fleet.control_worker is not None and fleet.control_worker.pid
     os.kill(fleet.control_worker.pid, signal.SIGKILL)
     fleet.restart_worker("control")
-    final = _final(fleet, rid)
+    # Killed inside a task, the worker leaves the rollout's lock held until it expires (60 s).
+    final = _final(fleet, rid, timeout=150)
     assert final["state"] == "promoted", final.get("reasons")
     assert _weight(weight) == 100
     acc = _accounting(fleet, rid)
@@ -214,23 +219,29 @@ def test_redis_restart_with_appendonly_keeps_the_rollout(
 def test_redis_gone_past_the_deadline_sends_traffic_to_stable(
     tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
 ) -> None:
+    """Every rollout the control worker steers goes back to stable, from its memory."""
     fleet = fleet_factory(appendonly=True)
-    path, weight = _rollout(
-        tmp_path, demo_service_factory("s").url, demo_service_factory("c").url, interval=8
-    )
-    rid = _start(fleet, path)
-    _wait("traffic on the canary", lambda: _weight(weight) == 50, 30)
+    stable, canary = demo_service_factory("s").url, demo_service_factory("c").url
+    rollouts = {}
+    for name in ("fault", "other"):
+        path, weight = _rollout(tmp_path, stable, canary, interval=8, name=name)
+        rollouts[_start(fleet, path)] = weight
+    for weight in rollouts.values():
+        _wait("traffic on the canary", lambda w=weight: _weight(w) == 50, 30)
     assert fleet.redis is not None
     fleet.redis.stop(timeout=10)
-    # CANARY_REDIS_DEADLINE is 4 s: the coordinator acts on the router without Redis.
-    _wait("traffic back on stable while Redis is away", lambda: _weight(weight) == 0, 20)
+    # CANARY_REDIS_DEADLINE is 4 s: the coordinator acts on the routers without Redis.
+    for weight in rollouts.values():
+        _wait("traffic back on stable while Redis is away", lambda w=weight: _weight(w) == 0, 20)
     fleet.restart_redis()
-    final = _final(fleet, rid, timeout=30)
-    assert final["state"] == "failed" and final["weight"] == 0
-    assert any("Redis unreachable" in r for r in final["reasons"]), final["reasons"]
+    for rid in rollouts:
+        final = _final(fleet, rid, timeout=30)
+        assert final["state"] == "failed" and final["weight"] == 0
+        assert any("Redis unreachable" in r for r in final["reasons"]), final["reasons"]
     time.sleep(2)  # nothing moves traffic again once Redis is back
-    assert _weight(weight) == 0
-    _accounting(fleet, rid)
+    for rid, weight in rollouts.items():
+        assert _weight(weight) == 0
+        _accounting(fleet, rid)
 
 
 def test_unreachable_canary_is_rolled_back_with_reasons(
@@ -272,3 +283,77 @@ def test_probe_hanging_past_its_timeout_is_a_failed_result(
     acc = _accounting(fleet, rid)
     # No batch got stuck on the hanging service: every one of them reported.
     assert all(a["sealed"] and not a["missing"] for a in acc.values()), acc
+
+
+def _cli(fleet: LocalFleet, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CANARY_REDIS_URL": fleet.redis_url}
+    return subprocess.run(
+        [sys.executable, "-m", "canary.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_operator_commands_act_at_once_during_a_long_step(
+    tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
+) -> None:
+    """A 5 min step: pause, resume, a replacing start and abort act before it ends."""
+    fleet = fleet_factory()
+    path, weight = _rollout(
+        tmp_path, demo_service_factory("s").url, demo_service_factory("c").url, interval=300
+    )
+    calls = tmp_path / "calls"
+    doc = yaml.safe_load(path.read_text())
+    doc["router"]["rollback"] += f"; echo rollback >> {calls}"
+    path.write_text(yaml.safe_dump(doc))
+    rid = _start(fleet, path)
+    store = Store.from_url(fleet.redis_url)
+    _in_window(fleet, rid, "s0a0")
+
+    paused = _cli(fleet, "rollout", "pause", rid)
+    assert paused.returncode == 0 and "pause applied" in paused.stdout, paused.stderr
+    assert (store.load_rollout(rid) or {})["state"] == "paused"
+    assert _cli(fleet, "rollout", "resume", rid).returncode == 0
+    assert (store.load_rollout(rid) or {})["state"] == "running"
+
+    # A second rollout of the same service is refused, naming the running one...
+    refused = _cli(fleet, "rollout", "start", str(path))
+    assert refused.returncode == 2 and rid in refused.stderr, refused.stderr
+    # ...unless it replaces it: the first one is aborted, and says by which.
+    replaced = _cli(fleet, "rollout", "start", str(path), "--replace", "--json")
+    assert replaced.returncode == 0, replaced.stderr
+    second = json.loads(replaced.stdout)["id"]
+    old = _final(fleet, rid, timeout=30)
+    assert old["state"] == "aborted" and old["replaced_by"] == second and old["weight"] == 0
+    assert "replaced by rollout " + second in old["reasons"][0]
+    assert store.is_sealed(rid, "s0a0")  # its running batches are refused, not judged
+    _in_window(fleet, second, "s0a0")
+    assert store.service_holder("fault") == second
+
+    aborted = _cli(fleet, "rollout", "abort", second)
+    assert aborted.returncode == 0 and "abort applied" in aborted.stdout, aborted.stderr
+    final = store.load_rollout(second)
+    assert final is not None and final["state"] == "aborted" and final["weight"] == 0
+    assert calls.read_text().split() == ["rollback", "rollback"] and _weight(weight) == 0
+    # Both ended inside their first step: nothing waited for a step's end to act.
+    for ended in (old, final):
+        assert ended["finished_at"] < ended["window_started_at"] + 300
+    commands = [e["data"] for _, e in store.read_events(rid) if e["type"] == "command"]
+    assert [(c["command"], c["result"]) for c in commands] == [
+        ("pause", "applied"),
+        ("resume", "applied"),
+        ("abort", "applied"),
+    ]
+    assert _cli(fleet, "rollout", "abort", second).returncode == 1  # already ended
+
+    # Retried with the same configuration, and the two records say how they are linked.
+    retried = _cli(fleet, "rollout", "retry", second, "--json")
+    assert retried.returncode == 0, retried.stderr
+    third = json.loads(retried.stdout)["id"]
+    assert _wait("the retried rollout", lambda: store.load_rollout(third), 30)["retry_of"] == second
+    assert any(
+        e["type"] == "retried" and e["data"]["by"] == third for _, e in store.read_events(second)
+    )
+    assert _cli(fleet, "rollout", "abort", third).returncode == 0

@@ -10,7 +10,10 @@ import time
 from pathlib import Path
 
 from canary.probing.result import TransactionResult
+from canary.replay import export_recording
 from canary.store import Store
+from tests.fixtures.services import DemoFactory
+from tests.integration.test_controller import _config, _run
 
 # The lead wires register() into canary/cli/main.py; until then the commands are driven
 # through a parser that holds only them, which is the same code path below the parser.
@@ -152,3 +155,44 @@ def test_export_a_live_rollout_then_replay_it(tmp_path: Path, redis_url: str) ->
     proc = canary("export", "no-such-rollout", redis_url=redis_url)
     assert proc.returncode == 2
     assert "unknown rollout" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_exported_live_rollout_replays_to_the_same_decisions_at_the_same_steps(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    """A finished rollout of [20, 50, 100] exports its real schedule, and each stable run once."""
+    path = _config(
+        tmp_path,
+        demo_service_factory("s").url,
+        demo_service_factory("c").url,
+        schedule={"steps": [20, 50, 100], "step_interval": 2},
+    )
+    # Batches in threads, as on workers: each window's probes run side by side over its step.
+    final, events, _ = _run(redis_url, path, interim=True)
+    assert final["state"] == "promoted"
+    store = Store.from_url(redis_url)
+    doc = export_recording(store, final["id"])
+    assert doc["rollout"]["steps"] == [20, 50, 100]
+    assert (doc["rollout"]["initial_weight"], doc["rollout"]["max_weight"]) == (20, 100)
+    # The isolated check's stable runs, once each (they are in the service's history too).
+    isolated = [r for r in store.window_results(final["id"], "s0a0") if r.version == "stable"]
+    assert len(doc["history"]) == len(isolated)
+
+    out = tmp_path / "live.json"
+    out.write_text(json.dumps(doc))
+    proc = canary("replay", str(out))
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert lines[-1]["outcome"] == "promoted"
+    live = [e["data"] for e in events if e["type"] == "decision" and e["data"]["weight"] > 0]
+    assert [(d["weight"], d["action"]) for d in live] == [
+        (20, "increase"),
+        (50, "increase"),
+        (100, "promote"),
+    ]
+    # The replay judges the same steps; its lines give the weight after the action, and by the
+    # format the move to the last weight is the promotion.
+    assert [(line["weight"], line["action"]) for line in lines[:-1]] == [
+        (50, "increase"),
+        (100, "promote"),
+    ], proc.stdout

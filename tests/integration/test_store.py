@@ -102,7 +102,7 @@ def test_operator_commands_are_taken_once(redis_url: str) -> None:
     store = Store.from_url(redis_url)
     store.push_control("r1", "pause")
     store.push_control("r1", "abort")
-    assert store.pop_controls("r1") == ["pause", "abort"]
+    assert [c.command for c in store.pop_controls("r1")] == ["pause", "abort"]
     assert store.pop_controls("r1") == []
 
 
@@ -152,3 +152,40 @@ def test_interim_pushes_fail_as_store_errors(redis_url: str) -> None:
         store.record_interim("r1", "w", [("b1:0:canary", _res(0))])
     with pytest.raises(StoreError):
         store.interim_results("r1", "w")
+
+
+def test_a_typed_record_saves_with_its_judge_state_and_frees_its_service(redis_url: str) -> None:
+    from tests.unit.rollout.test_record import _record
+
+    store = Store.from_url(redis_url)
+    rec = _record()
+    store.create_record(rec)
+    assert store.take_service("shop", rec.id) is None
+    assert store.take_service("shop", "shop-2") == rec.id  # one rollout per service
+    rec.fence = 3
+    assert store.save_record(rec, engine={"evidence": [1, 2]})
+    assert store.load_engine(rec.id) == {"evidence": [1, 2]}
+    assert "engine" not in (store.load_rollout(rec.id) or {})
+    stale = store.load_record(rec.id)
+    assert stale is not None
+    stale.fence, stale.step = 2, 9
+    assert not store.save_record(stale)  # an older token is refused
+    rec.state = "aborted"
+    assert store.save_record(rec)
+    assert store.service_holder("shop") is None
+    # A holder whose record is gone is stale: the service is taken over.
+    assert store.take_service("cart", "gone-1") is None
+    assert store.take_service("cart", "cart-2") is None
+    assert store.r.ttl(store.keys.engine(rec.id)) > 0
+
+
+def test_the_judge_state_of_an_older_record_moves_to_its_own_key(redis_url: str) -> None:
+    from tests.unit.rollout.test_record import _record
+
+    store = Store.from_url(redis_url)
+    doc = {**_record().to_dict(), "id": "old-1", "engine": {"evidence": [3]}}
+    store.create_rollout(doc)
+    record = store.load_record("old-1")
+    assert record is not None and store.save_record(record)
+    assert "engine" not in (store.load_rollout("old-1") or {})
+    assert store.load_engine("old-1") == {"evidence": [3]}
