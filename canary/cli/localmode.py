@@ -112,12 +112,11 @@ def _unfinished(redis_url: str) -> list[dict[str, Any]]:
 
 def _abort(redis_url: str, rollout_id: str) -> str:
     """Abort one rollout (the coordinator sends its traffic to stable); how it ended."""
+    from canary.cli.commands import send_command
     from canary.cli.rollouts import NoDispatch
     from canary.rollout import controller
     from canary.rollout import state as st
     from canary.store import Store
-
-    from canary.cli.commands import send_command
 
     store = Store.from_url(redis_url)
     send_command(redis_url, store, rollout_id, "abort", wait_s=ABORT_WAIT_S)
