@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from canary.analysis.engine import EngineSettings
+from canary.analysis.stats import wilson
 from canary.bench.reference import kayenta_factory, threshold_factory
 from canary.bench.scenarios import BAD, DURATION_S, HEALTHY, KINDS, Truth, generate
 from canary.replay import JudgeFactory, Recording, engine_factory, replay
@@ -124,6 +125,8 @@ def summarize(runs: list[dict[str, Any]], judges: Sequence[str]) -> dict[str, An
             "latency_drift_before_breach": before_breach("latency-drift"),
             "near_slo_drift_before_breach": before_breach("latency-drift-near-slo"),
             "error_drift_before_breach": before_breach("error-drift"),
+            "saturation_before_breach": before_breach("saturation"),
+            "leak_before_breach": before_breach("leak"),
             "predictive_rollbacks": sum(r["judges"][name]["predictive"] for r in runs),
             "median_replay_s": round(
                 statistics.median(r["judges"][name]["seconds"] for r in runs), 3
@@ -140,6 +143,16 @@ def summarize(runs: list[dict[str, Any]], judges: Sequence[str]) -> dict[str, An
                 )
                 for k in KINDS
             },
+            # Rolled back of drawn, per scenario: the counts behind the rates and their
+            # intervals (0 of 30 is an upper bound of 11%, not a guarantee).
+            "counts_by_kind": {
+                k: [
+                    sum(rolled(r["judges"][name]) for r in runs if r["kind"] == k),
+                    sum(1 for r in runs if r["kind"] == k),
+                ]
+                for k in KINDS
+                if any(r["kind"] == k for r in runs)
+            },
         }
     return table
 
@@ -154,6 +167,8 @@ ROWS = (
     ("latency_drift_before_breach", "latency drifts rolled back before breach", ">= 0.90"),
     ("near_slo_drift_before_breach", "  same, objective 20% above p95", ""),
     ("error_drift_before_breach", "error drifts rolled back before breach", ""),
+    ("saturation_before_breach", "saturating canaries rolled back before breach", ">= 0.90"),
+    ("leak_before_breach", "leaks rolled back before breach", ">= 0.90"),
     ("predictive_rollbacks", "predictive rollbacks (count)", ""),
     ("median_replay_s", "median replay time per recording (s)", ""),
 )
@@ -167,17 +182,34 @@ def render(table: dict[str, Any], n_good: int, n_bad: int) -> str:
         cells = "".join(f"{_cell(table[n][key]):>11s}" for n in names)
         out.append(f"{label:44s}{cells}   {target}")
     out.append("")
-    out.append("rolled back, by scenario (healthy should be 0, bad 1):")
+    out.append("rolled back, by scenario (healthy should be 0, bad 1), k/n and 95% interval:")
+    first = table[names[0]]["counts_by_kind"]
     for k in KINDS:
+        if k not in first:
+            continue
         tag = "bad " if k in BAD else "good"
-        cells = "".join(f"{table[n]['by_kind'][k]:>11.2f}" for n in names)
-        out.append(f"  {tag} {k:38s}{cells}")
+        cells = "".join(f"{_interval(*table[n]['counts_by_kind'][k]):>19s}" for n in names)
+        out.append(f"  {tag} {k:28s}{cells}")
+    for label, group in (("all healthy", HEALTHY), ("all bad", BAD)):
+        cells = ""
+        for n in names:
+            ks = [v for k, v in table[n]["counts_by_kind"].items() if k in group]
+            cells += f"{_interval(sum(a for a, _ in ks), sum(b for _, b in ks)):>19s}"
+        out.append(f"       {label:28s}{cells}")
     out.append("")
     out.append("median exposure on bad canaries, by scenario (s x 100%):")
     for k in BAD:
+        if table[names[0]]["exposure_by_kind"][k] is None:
+            continue
         cells = "".join(f"{_cell(table[n]['exposure_by_kind'][k]):>11s}" for n in names)
         out.append(f"       {k:38s}{cells}")
     return "\n".join(out)
+
+
+def _interval(k: int, n: int) -> str:
+    """ "k/n [lo-hi]": the count and its 95% Wilson interval, in percent."""
+    lo, hi = wilson(k, n, 1.96)
+    return f"{k}/{n} [{100 * lo:.0f}-{100 * hi:.0f}%]"
 
 
 def _cell(v: Any) -> str:
