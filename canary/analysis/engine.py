@@ -58,6 +58,7 @@ class AnalysisEngine:
         )
         self.forecast_checked = -1
         self.failure_offset = 0
+        self.stable_shift_accepted = False
         self._wander = Wander()
 
     @property
@@ -82,6 +83,7 @@ class AnalysisEngine:
             **self.ledger.to_state(),
             "forecast_checked": self.forecast_checked,
             "failure_offset": self.failure_offset,
+            "stable_shift_accepted": self.stable_shift_accepted,
         }
 
     @classmethod
@@ -99,6 +101,7 @@ class AnalysisEngine:
         eng.ledger.load(state, int(version))
         eng.forecast_checked = int(state["forecast_checked"])
         eng.failure_offset = int(state.get("failure_offset", 0))
+        eng.stable_shift_accepted = bool(state.get("stable_shift_accepted", False))
         return eng
 
     # --- observing -----------------------------------------------------------------------------
@@ -196,6 +199,10 @@ class AnalysisEngine:
         ]
         degraded = self._stable_health(rel)
         alerts += degraded
+        if degraded and self.stable_shift_accepted:
+            # Moved on past a lasting shift once: stable's history no longer describes it, and
+            # the comparison at the same time still holds; alerts only.
+            degraded = []
         if degraded and not hold and not evidence and holds >= s.max_holds:
             # An infrastructure change under both versions (stable slow or failing against its
             # history for several steps) is not the canary's doing, and the comparison with
@@ -206,6 +213,7 @@ class AnalysisEngine:
                 f"canary shows no regression against it: moving on"
             )
             led.mark_step(rel)
+            self.stable_shift_accepted = True
             return Decision(
                 "promote" if final else "increase",
                 [head, *degraded, *summaries(led)],

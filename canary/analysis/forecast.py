@@ -107,6 +107,7 @@ class Fit:
     z: float  # slope / its standard error, with the variances taken as known
     predicted: float  # the fitted value at the regressor asked for
     predicted_sd: float
+    chi2: float  # weighted residual sum of squares: how well the regressor explains the series
 
 
 def fit_against(
@@ -127,4 +128,5 @@ def fit_against(
     slope = float((w * (xs - xm) * (y - ym)).sum() / sxx)
     pred = ym + slope * (at - xm)
     sd = math.sqrt(1.0 / float(w.sum()) + (at - xm) ** 2 / sxx)
-    return Fit(slope, slope * math.sqrt(sxx), pred, sd)
+    chi2 = float((w * (y - ym - slope * (xs - xm)) ** 2).sum())
+    return Fit(slope, slope * math.sqrt(sxx), pred, sd, chi2)

@@ -37,8 +37,9 @@ def predict(ledger: Ledger, wander: Wander, closed: int, weight: int) -> Predict
         if found is not None:
             return found
     if s.forecast_weight:
-        for txn in ledger.transactions:
-            found = _against_weight(ledger, wander, txn, weight)
+        pooled = [ALL] if len(ledger.transactions) >= 2 else []
+        for scope in [*pooled, *ledger.transactions]:
+            found = _against_weight(ledger, wander, scope, weight)
             if found is not None:
                 return found
     if s.forecast_tolerance and s.tolerance_horizon_s > 0:
@@ -286,30 +287,43 @@ def _metric(
     )
 
 
-def _against_weight(ledger: Ledger, wander: Wander, txn: str, weight: int) -> Prediction | None:
-    """Latency that grows with the canary's share of traffic (saturation), forecast at the next
-    weight: "at 45% the canary's p95 is forecast to reach 830 ms"."""
-    s, slo = ledger.settings, ledger.slo
+def _weight_rows(
+    ledger: Ledger, wander: Wander, txn: str
+) -> dict[int, tuple[float, float, float, float]]:
+    """Per bucket index: (weight, canary-minus-stable mean log latency, its variance, stable's
+    mean log latency), where both versions have 5 successful runs."""
+    s = ledger.settings
     kc, ks = f"{txn}|canary", f"{txn}|stable"
     stable_by_idx = {b.idx: b for b in ledger.buckets.get(ks, [])}
     floor = s.latency_floor_sd**2
     cv = max(ledger.latency(kc, 0).var, floor)
     sv = max(ledger.latency(ks, 0).var, floor)
     extra = wander.get(ledger, txn, "latency")
-    xs: list[float] = []
-    ys: list[float] = []
-    vs: list[float] = []
-    sl: list[float] = []
+    out = {}
     for b in ledger.buckets.get(kc, []):
         o = stable_by_idx.get(b.idx)
         if b.weight is None or o is None or b.ok < 5 or o.ok < 5:
             continue
         bl, ol = b.logmean, o.logmean
         assert bl is not None and ol is not None
-        xs.append(float(b.weight))
-        ys.append(bl - ol)
-        vs.append(cv / b.ok + sv / o.ok + extra)
-        sl.append(ol)
+        out[b.idx] = (float(b.weight), bl - ol, cv / b.ok + sv / o.ok + extra, ol)
+    return out
+
+
+def _against_weight(ledger: Ledger, wander: Wander, scope: str, weight: int) -> Prediction | None:
+    """Latency that grows with the canary's share of traffic (saturation), forecast at the next
+    weight: "at 45% the canary's p95 is forecast to reach 830 ms"."""
+    s, slo = ledger.settings, ledger.slo
+    txns = ledger.transactions if scope == ALL else [scope]
+    parts = [_weight_rows(ledger, wander, t) for t in txns]
+    common = sorted(set.intersection(*(set(p) for p in parts))) if parts else []
+    k = float(len(parts))
+    xs = [parts[0][i][0] for i in common]
+    ts = [float(i) for i in common]
+    ys = [sum(p[i][1] for p in parts) / k for i in common]
+    vs = [sum(p[i][2] for p in parts) / (k * k) for i in common]
+    sl = [parts[0][i][3] for i in common]
+    txn = scope
     levels = sorted(set(xs))
     if len(xs) < s.forecast_min_buckets or len(levels) < 3 or levels[-1] - levels[0] < 10:
         return None
@@ -323,10 +337,16 @@ def _against_weight(ledger: Ledger, wander: Wander, txn: str, weight: int) -> Pr
     fit = fit_against(xs, ys, vs, nxt)
     if fit is None or fit.slope <= 0 or fit.z < s.tolerance_trend_z:
         return None
+    # The weight must explain the series better than time does: a canary that saturates jumps
+    # when its weight does and is flat while it is held; a leak grows within a step as much as
+    # across steps, and is the time forecast's.
+    by_time = fit_against(ts, ys, vs, max(ts))
+    if by_time is not None and by_time.chi2 <= fit.chi2:
+        return None
     targets: list[tuple[str, float, float | None]] = [
         ("tolerance", math.log1p(slo.max_latency_increase_pct / 100.0), None)
     ]
-    stable_p95 = _stable_p95(ledger, txn, sl)
+    stable_p95 = None if scope == ALL else _stable_p95(ledger, txn, sl)
     if slo.latency_p95_ms is not None and stable_p95 and stable_p95 < slo.latency_p95_ms:
         targets.insert(0, ("objective", math.log(slo.latency_p95_ms / stable_p95), stable_p95))
     for kind, target, p95 in targets:
