@@ -61,6 +61,15 @@ def _sum(parts: Iterable[Moments]) -> Moments:
     return Moments(n, ev, s1, s2)
 
 
+def _both(ledger: Ledger, what: str, txns: Sequence[str], j: int) -> tuple[Moments, Moments]:
+    """Canary's and stable's ``what`` ("errors" or "latency") since window ``j``, summed."""
+    read = ledger.errors if what == "errors" else ledger.latency
+    return (
+        _sum(read(f"{x}|canary", j) for x in txns),
+        _sum(read(f"{x}|stable", j) for x in txns),
+    )
+
+
 def describe(o: TestOutcome, ledger: Ledger, wander: Wander) -> str:
     """The operator's sentence for a test, with the numbers of its most telling window."""
     s, slo = ledger.settings, ledger.slo
@@ -70,8 +79,7 @@ def describe(o: TestOutcome, ledger: Ledger, wander: Wander) -> str:
     who = o.transaction
     worse = o.log_e >= o.threshold
     if o.test == "errors":
-        c = _sum(ledger.errors(f"{x}|canary", j) for x in txns)
-        st = _sum(ledger.errors(f"{x}|stable", j) for x in txns)
+        c, st = _both(ledger, "errors", txns, j)
         d = c.rate - st.rate
         tol = f"{slo.max_error_rate_increase_pp:g} pp"
         verdict = (
@@ -85,8 +93,7 @@ def describe(o: TestOutcome, ledger: Ledger, wander: Wander) -> str:
             f"{fmt_pp(d)}, {verdict} ({evidence(o.log_e)}){failures(ledger, txns)}"
         )
     if o.test == "latency":
-        c = _sum(ledger.latency(f"{x}|canary", j) for x in txns)
-        st = _sum(ledger.latency(f"{x}|stable", j) for x in txns)
+        c, st = _both(ledger, "latency", txns, j)
         d, v = mean_difference(c, st, s.latency_floor_sd)
         v += wander.get(ledger, who, "latency")
         tol = f"{slo.max_latency_increase_pct:g}%"
@@ -113,8 +120,7 @@ def describe(o: TestOutcome, ledger: Ledger, wander: Wander) -> str:
             f"{slo.max_latency_increase_pct:g}% slower than stable's ({evidence(o.log_e)})"
         )
     if o.test == "success objective":
-        c = _sum(ledger.errors(f"{x}|canary", j) for x in txns)
-        st = _sum(ledger.errors(f"{x}|stable", j) for x in txns)
+        c, st = _both(ledger, "errors", txns, j)
         tail = "; stable is as bad: not the canary's doing" if o.shared else ""
         return (
             f"{who}: canary succeeded in {int(c.n - c.events)} of {int(c.n)} runs "

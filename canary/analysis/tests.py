@@ -216,28 +216,20 @@ def run_tests(ledger: Ledger, wander: Wander) -> list[TestOutcome]:
             add(txn, "latency objective", bernoulli_log_e_vec(c[:, OVER_SLO], c[:, N], 0.05), has)
         enough = (c[:, N] >= minn) & (st[:, N] >= minn)
         pooled_ok &= enough
-        d, v = rate_difference_vec(c[:, N], c[:, FAIL], st[:, N], st[:, FAIL])
-        pooled_err.append((d, v))
-        add(
-            txn,
-            "errors",
-            normal_mixture_log_e_vec(d, v, err_margin, s.tau_error),
-            enough,
-            (d, v, err_margin, s.tau_error),
-        )
+        err = rate_difference_vec(c[:, N], c[:, FAIL], st[:, N], st[:, FAIL])
+        pooled_err.append(err)
         # Latency of successful runs only; the wander variance does not shrink with more runs,
         # so a version that drifts by itself can never pile up evidence against the other.
         lat_ok = (c[:, OK] >= minn) & (st[:, OK] >= minn)
         d, v = mean_difference_vec(c[:, [OK, S1, S2]], st[:, [OK, S1, S2]], s.latency_floor_sd)
         pooled_lat.append((d, v))
-        v = v + wander.get(ledger, txn, "latency")
-        add(
-            txn,
-            "latency",
-            normal_mixture_log_e_vec(d, v, lat_margin, s.tau_latency),
-            lat_ok,
-            (d, v, lat_margin, s.tau_latency),
-        )
+        lat = (d, v + wander.get(ledger, txn, "latency"))
+        for name, (d, v), margin, tau, valid in (
+            ("errors", err, err_margin, s.tau_error, enough),
+            ("latency", lat, lat_margin, s.tau_latency, lat_ok),
+        ):
+            le = normal_mixture_log_e_vec(d, v, margin, tau)
+            add(txn, name, le, valid, (d, v, margin, tau))
         tail_ok = (c[:, TAIL_N] >= minn) & (st[:, TAIL_N] >= minn)
         if tail_ok.any():
             d, v = rate_difference_vec(c[:, TAIL_N], c[:, TAIL], st[:, TAIL_N], st[:, TAIL])
