@@ -131,6 +131,10 @@ class AnalysisEngine:
         led, s = self.ledger, self.settings
         rel = t - self.t0
         led.snapshot_until(rel)
+        if step_end and rel < s.warmup_s and not led.warm_off:
+            # A step that ends within the warm-up (short steps, like the demo's): no room for
+            # one, so its results count after all.
+            led.end_warmup_early()
         led.mark_weight(weight)
         tests = run_tests(led, self._wander)
         # Strongest evidence first, so that the first reason is the one that matters.

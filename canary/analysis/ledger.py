@@ -137,7 +137,9 @@ class Ledger:
         self.step_start = 0.0  # seconds after t0 where the current step began
         self.buckets: dict[str, list[Bucket]] = {}
         self.first_runs: dict[str, list[float]] = {}  # stable's, while no reference exists
-        self.warm: dict[str, list[int]] = {}  # runs and failures during the warm-up
+        # The warm-up's results, summed as cum is, kept out of the tests (see end_warmup_early).
+        self.warm: dict[str, list[float]] = {}
+        self.warm_off = False
         self.messages: dict[str, dict[str, int]] = {}
         self.batch_log: dict[str, list[list[float | None]]] = {}
         self.last_t = -math.inf
@@ -157,6 +159,7 @@ class Ledger:
             "buckets": {k: [b.to_list() for b in v] for k, v in self.buckets.items()},
             "warmup": self.first_runs,
             "warm": self.warm,
+            "warm_off": self.warm_off,
             "messages": self.messages,
             "batch_log": self.batch_log,
             "history_wander": list(self.history_wander),
@@ -186,7 +189,8 @@ class Ledger:
             # The old buckets lack the columns the batches need; the series start afresh.
             self.buckets = {k: [] for k in self.cum}
         self.first_runs = {k: list(v) for k, v in state.get("warmup", {}).items()}
-        self.warm = {k: [int(x) for x in v] for k, v in state.get("warm", {}).items()}
+        self.warm = {k: cols(v) for k, v in state.get("warm", {}).items()}
+        self.warm_off = bool(state.get("warm_off", False))
         self.messages = {k: dict(v) for k, v in state.get("messages", {}).items()}
         hw = state.get("history_wander") or [0.0, 0]
         self.history_wander = (float(hw[0]), int(hw[1]))
@@ -231,12 +235,10 @@ class Ledger:
                 c = self.cum[key]
             if not r.ok:
                 self._remember(key, r.error)
-            if rel < s.warmup_s:
-                # The warm-up: counted for the reasons and the error budget, tested never.
-                tally = self.warm.setdefault(key, [0, 0])
-                tally[0] += 1
-                tally[1] += not r.ok
-                continue
+            warming = rel < s.warmup_s and not self.warm_off
+            if warming:
+                # The warm-up: counted for the reasons and the error budget, not tested.
+                c = self.warm.setdefault(key, list(ZEROS))
             lat = max(r.latency_ms, MIN_LATENCY_MS)
             y = math.log(lat)
             c[N] += 1.0
@@ -269,6 +271,8 @@ class Ledger:
                 in_tail = lat > limit
                 if in_tail:
                     c[TAIL] += 1.0
+            if warming:
+                continue
             b = self._bucket(key, math.floor(rel / s.forecast_bucket_s))
             b.n += 1
             if r.ok:
@@ -365,8 +369,17 @@ class Ledger:
         return sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
 
     def warmup_runs(self, txn: str, version: str) -> tuple[int, int]:
-        n, fails = self.warm.get(f"{txn}|{version}", [0, 0])
-        return n, fails
+        w = self.warm.get(f"{txn}|{version}", ZEROS)
+        return int(w[N]), int(w[FAIL])
+
+    def end_warmup_early(self) -> None:
+        """Steps shorter than the warm-up leave no room for it: its results join the tests."""
+        for key, w in self.warm.items():
+            c = self.cum.setdefault(key, list(ZEROS))
+            for i in range(COLUMNS):
+                c[i] += w[i]
+        self.warm = {}
+        self.warm_off = True
 
     def close_batches(self, before: int) -> None:
         """Summarise every batch (``batch_s`` long) with index below ``before`` not yet logged:

@@ -201,7 +201,10 @@ ROWS = (
 
 def render(table: dict[str, Any], n_good: int, n_bad: int) -> str:
     names = list(table)
-    out = [f"bench-judge: {n_good} healthy and {n_bad} bad recordings (25 min, ~18k results each)"]
+    out = [
+        f"bench-judge: {n_good} healthy and {n_bad} bad recordings "
+        "(synthetic: 25 min, ~18k results each; recorded: about 3 min each)"
+    ]
     out.append(f"{'metric':44s}" + "".join(f"{n:>11s}" for n in names) + "   target")
     for key, label, target in ROWS:
         cells = "".join(f"{_cell(table[n][key]):>11s}" for n in names)
