@@ -165,6 +165,7 @@ class AnalysisEngine:
             alerts.append(msg)
             if self.slo.rollback_on_error_budget:
                 rollback.append(msg + " (rollback_on_error_budget is set)")
+        rollback += self._broken_in_warmup()
         metrics = self._metrics(t, weight, tests, failures)
         if rollback:
             return Decision("rollback", rollback, alerts=alerts, metrics=metrics)
@@ -293,6 +294,23 @@ class AnalysisEngine:
             return stable_rate >= p_fail - 1e-9 or (canary_rate - stable_rate) <= margin
         os_ = led.over(f"{o.transaction}|stable", j)
         return os_.n > 0 and os_.rate >= 0.05
+
+    def _broken_in_warmup(self) -> list[str]:
+        """A canary that fails far more than a warm-up's blip of errors is broken, not warming:
+        it need not wait for the warm-up to end (significantly above 30% of its runs)."""
+        s, led = self.settings, self.ledger
+        out = []
+        bar = s.alpha / max(1, len(self.transactions))
+        for txn in self.transactions:
+            n, fails = led.warmup_runs(txn, "canary")
+            if n >= 20 and binom_sf(fails, n, 0.3) < bar:
+                sn, sf = led.warmup_runs(txn, "stable")
+                top = ", ".join(f"{m!r} x{c}" for m, c in led.top_messages(txn, "canary", k=2))
+                out.append(
+                    f"{txn}: canary failed {fails} of {n} runs during its warm-up (stable {sf} of "
+                    f"{sn}): broken, not warming up" + (f"; top failures: {top}" if top else "")
+                )
+        return out
 
     def _stable_unhealthy(self, rel: float) -> list[str]:
         """Transactions whose stable runs mostly fail in this step: no baseline to judge by."""

@@ -46,11 +46,10 @@ class EngineSettings:
     # of both versions before t0 + warmup_s are left out of every test. Real warm-ups decay
     # within tens of seconds (docs/analysis.md); one that lasts longer is judged as it stands.
     warmup_s: float = 45.0
-    # Results within a version are not independent (latency wanders): the tests add the
-    # between-batch spread of canary-minus-stable differences, measured on batches of
-    # batch_s (and stable's wander in its history), to their variance, up to max_wander_pct
-    # (sd of the difference) of latency. A larger wander is
-    # the canary's, not noise.
+    # Results within a version are not independent (latency wanders): the tests add a wander
+    # variance to every canary-minus-stable difference, twice stable's own spread between
+    # batch_s batches (in the rollout and in its history), at least wander_prior_pct and at
+    # most max_wander_pct (sd of the difference). A larger swing is the canary's, not noise.
     batch_s: float = 60.0
     max_wander_pct: float = 8.0
     wander_prior_pct: float = 1.0

@@ -440,3 +440,11 @@ def test_state_stays_bounded_as_the_rollout_runs_longer() -> None:
             eng.decide(float(t), 5, step_end=True)
         sizes.append(len(json.dumps(eng.to_state())))
     assert sizes[1] < 1.05 * sizes[0], sizes
+
+
+def test_a_broken_canary_is_not_mistaken_for_a_warm_up() -> None:
+    # Half its runs fail from the start: far beyond a warm-up's blip, so no waiting for it.
+    steps = _decide_every(engine(warmup_s=45.0), stream(27, 120, canary_err=0.5), 120)
+    t, action, reasons, _ = steps[-1]
+    assert action == "rollback" and t < 45, steps
+    assert "during its warm-up" in reasons[0] and "broken, not warming up" in reasons[0]
