@@ -97,3 +97,36 @@ def forecast_breach(values: Sequence[float], threshold: float, horizon: int) -> 
         mean=[float(m) for m in mean],
         sd=[float(s) for s in sd],
     )
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Weighted least squares of a series against a regressor (the canary's weight)."""
+
+    slope: float
+    z: float  # slope / its standard error, with the variances taken as known
+    predicted: float  # the fitted value at the regressor asked for
+    predicted_sd: float
+    chi2: float  # weighted residual sum of squares: how well the regressor explains the series
+
+
+def fit_against(
+    x: Sequence[float], values: Sequence[float], variances: Sequence[float], at: float
+) -> Fit | None:
+    """WLS of ``values`` on ``x`` with known ``variances``, evaluated at ``at``; None when x does
+    not vary."""
+    xs = np.asarray(x, dtype=float)
+    y = np.asarray(values, dtype=float)
+    w = 1.0 / np.asarray(variances, dtype=float)
+    if y.size < 3:
+        return None
+    xm = float((w * xs).sum() / w.sum())
+    ym = float((w * y).sum() / w.sum())
+    sxx = float((w * (xs - xm) ** 2).sum())
+    if sxx <= 0:
+        return None
+    slope = float((w * (xs - xm) * (y - ym)).sum() / sxx)
+    pred = ym + slope * (at - xm)
+    sd = math.sqrt(1.0 / float(w.sum()) + (at - xm) ** 2 / sxx)
+    chi2 = float((w * (y - ym - slope * (xs - xm)) ** 2).sum())
+    return Fit(slope, slope * math.sqrt(sxx), pred, sd, chi2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import multiprocessing
 import os
@@ -10,12 +11,36 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from canary.analysis.engine import EngineSettings
+from canary.analysis.stats import wilson
 from canary.bench.reference import kayenta_factory, threshold_factory
 from canary.bench.scenarios import BAD, DURATION_S, HEALTHY, KINDS, Truth, generate
-from canary.replay import JudgeFactory, Recording, engine_factory, replay
+from canary.replay import JudgeFactory, Recording, engine_factory, parse_recording, replay
+
+# Recorded rollouts of the real fleet (scripts/record-fleet), replayed in their own rows.
+RECORDINGS = Path(__file__).resolve().parent / "recordings"
+RECORDED = ("fleet-aa", "fleet-bad")
+
+
+def recorded_files() -> dict[str, list[Path]]:
+    """The stored recordings by kind, in name order (fleet-aa-*.json.gz, fleet-bad-*.json.gz)."""
+    files = sorted(RECORDINGS.glob("fleet-*.json.gz"))
+    return {k: [f for f in files if f.name.startswith(k + "-")] for k in RECORDED}
+
+
+def load(kind: str, seed: int) -> tuple[Recording, Truth]:
+    """A synthetic draw, or the ``seed``-th stored recording of a recorded kind."""
+    if kind not in RECORDED:
+        return generate(kind, seed)
+    path = recorded_files()[kind][seed]
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        rec = parse_recording(fh.read(), path.name)
+    bad = kind == "fleet-bad"
+    return rec, Truth(kind, bad, 0.0 if bad else None)
+
 
 JUDGES: dict[str, JudgeFactory] = {
     "engine": engine_factory,
@@ -48,8 +73,9 @@ def outcome(rec: Recording, lines: list[dict[str, Any]], onset: float = 0.0) -> 
             predictive = ln["predictive"]
     if rollback_t is None:
         # Missed or promoted: the canary keeps its traffic to the end of the recording.
-        exposure += weight * (DURATION_S - t_prev)
-        bad += weight * _overlap(t_prev, DURATION_S, onset)
+        end = rec.end_t if rec.end_t is not None else DURATION_S
+        exposure += weight * max(0.0, end - t_prev)
+        bad += weight * _overlap(t_prev, end, onset)
     holds = sum(1 for ln in lines[:-1] if ln["action"] == "hold")
     return {
         "outcome": last["outcome"],
@@ -64,7 +90,7 @@ def outcome(rec: Recording, lines: list[dict[str, Any]], onset: float = 0.0) -> 
 
 def run_one(task: tuple[str, int, Sequence[str], dict[str, Any]]) -> dict[str, Any]:
     kind, seed, judges, overrides = task
-    rec, truth = generate(kind, seed)
+    rec, truth = load(kind, seed)
     settings = EngineSettings.from_dict(overrides)
     out: dict[str, Any] = {"kind": kind, "seed": seed, "truth": truth.__dict__, "judges": {}}
     for name in judges:
@@ -124,13 +150,15 @@ def summarize(runs: list[dict[str, Any]], judges: Sequence[str]) -> dict[str, An
             "latency_drift_before_breach": before_breach("latency-drift"),
             "near_slo_drift_before_breach": before_breach("latency-drift-near-slo"),
             "error_drift_before_breach": before_breach("error-drift"),
+            "saturation_before_breach": before_breach("saturation"),
+            "leak_before_breach": before_breach("leak"),
             "predictive_rollbacks": sum(r["judges"][name]["predictive"] for r in runs),
             "median_replay_s": round(
                 statistics.median(r["judges"][name]["seconds"] for r in runs), 3
             ),
             "exposure_by_kind": {
                 k: _median([r["judges"][name]["exposure"] for r in bad if r["kind"] == k])
-                for k in BAD
+                for k in (*BAD, "fleet-bad")
             },
             "by_kind": {
                 k: round(
@@ -138,7 +166,17 @@ def summarize(runs: list[dict[str, Any]], judges: Sequence[str]) -> dict[str, An
                     / max(1, sum(1 for r in runs if r["kind"] == k)),
                     2,
                 )
-                for k in KINDS
+                for k in (*KINDS, *RECORDED)
+            },
+            # Rolled back of drawn, per scenario: the counts behind the rates and their
+            # intervals (0 of 30 is an upper bound of 11%, not a guarantee).
+            "counts_by_kind": {
+                k: [
+                    sum(rolled(r["judges"][name]) for r in runs if r["kind"] == k),
+                    sum(1 for r in runs if r["kind"] == k),
+                ]
+                for k in (*KINDS, *RECORDED)
+                if any(r["kind"] == k for r in runs)
             },
         }
     return table
@@ -154,6 +192,8 @@ ROWS = (
     ("latency_drift_before_breach", "latency drifts rolled back before breach", ">= 0.90"),
     ("near_slo_drift_before_breach", "  same, objective 20% above p95", ""),
     ("error_drift_before_breach", "error drifts rolled back before breach", ""),
+    ("saturation_before_breach", "saturating canaries rolled back before breach", ">= 0.90"),
+    ("leak_before_breach", "leaks rolled back before breach", ">= 0.90"),
     ("predictive_rollbacks", "predictive rollbacks (count)", ""),
     ("median_replay_s", "median replay time per recording (s)", ""),
 )
@@ -161,23 +201,50 @@ ROWS = (
 
 def render(table: dict[str, Any], n_good: int, n_bad: int) -> str:
     names = list(table)
-    out = [f"bench-judge: {n_good} healthy and {n_bad} bad recordings (25 min, ~18k results each)"]
+    out = [
+        f"bench-judge: {n_good} healthy and {n_bad} bad recordings "
+        "(synthetic: 25 min, ~18k results each; recorded: about 3 min each)"
+    ]
     out.append(f"{'metric':44s}" + "".join(f"{n:>11s}" for n in names) + "   target")
     for key, label, target in ROWS:
         cells = "".join(f"{_cell(table[n][key]):>11s}" for n in names)
         out.append(f"{label:44s}{cells}   {target}")
     out.append("")
-    out.append("rolled back, by scenario (healthy should be 0, bad 1):")
-    for k in KINDS:
-        tag = "bad " if k in BAD else "good"
-        cells = "".join(f"{table[n]['by_kind'][k]:>11.2f}" for n in names)
-        out.append(f"  {tag} {k:38s}{cells}")
+    out.append("rolled back, by scenario (healthy should be 0, bad 1), k/n and 95% interval:")
+    first = table[names[0]]["counts_by_kind"]
+    for k in (*KINDS, *RECORDED):
+        if k not in first:
+            continue
+        tag = "bad " if k in BAD or k == "fleet-bad" else "good"
+        cells = "".join(f"{_interval(*table[n]['counts_by_kind'][k]):>19s}" for n in names)
+        out.append(f"  {tag} {k:28s}{cells}")
+    for label, group in (
+        ("all synthetic healthy", HEALTHY),
+        ("all synthetic bad", BAD),
+        ("recorded A/A", ("fleet-aa",)),
+        ("recorded faults", ("fleet-bad",)),
+    ):
+        if not any(k in first for k in group):
+            continue
+        cells = ""
+        for n in names:
+            ks = [v for k, v in table[n]["counts_by_kind"].items() if k in group]
+            cells += f"{_interval(sum(a for a, _ in ks), sum(b for _, b in ks)):>19s}"
+        out.append(f"       {label:28s}{cells}")
     out.append("")
     out.append("median exposure on bad canaries, by scenario (s x 100%):")
-    for k in BAD:
+    for k in (*BAD, "fleet-bad"):
+        if table[names[0]]["exposure_by_kind"][k] is None:
+            continue
         cells = "".join(f"{_cell(table[n]['exposure_by_kind'][k]):>11s}" for n in names)
         out.append(f"       {k:38s}{cells}")
     return "\n".join(out)
+
+
+def _interval(k: int, n: int) -> str:
+    """ "k/n [lo-hi]": the count and its 95% Wilson interval, in percent."""
+    lo, hi = wilson(k, n, 1.96)
+    return f"{k}/{n} [{100 * lo:.0f}-{100 * hi:.0f}%]"
 
 
 def _cell(v: Any) -> str:
@@ -199,6 +266,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--runs", action="store_true", help="with --json: include every run")
     ap.add_argument(
+        "--no-recorded",
+        dest="recorded",
+        action="store_false",
+        help="leave out the recordings of the real fleet (canary/bench/recordings)",
+    )
+    ap.add_argument(
         "--set",
         action="append",
         default=[],
@@ -207,12 +280,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
     seeds = args.seeds or (4 if args.quick else 30)
-    kinds = args.kinds.split(",") if args.kinds else list(KINDS)
+    stored = recorded_files()
+    default = [*KINDS, *(k for k in RECORDED if stored[k])] if args.recorded else list(KINDS)
+    kinds = args.kinds.split(",") if args.kinds else default
     judges = args.judges.split(",")
+    known = (*KINDS, *RECORDED)
     for k in kinds:
-        if k not in KINDS:
+        if k not in known:
             print(
-                f"bench-judge: unknown scenario {k!r}; known: {', '.join(KINDS)}", file=sys.stderr
+                f"bench-judge: unknown scenario {k!r}; known: {', '.join(known)}", file=sys.stderr
             )
             return 2
     for j in judges:
@@ -224,7 +300,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     tasks = [
         (k, s, judges, overrides)
         for k in kinds
+        if k not in RECORDED
         for s in range(args.seed_offset, args.seed_offset + seeds)
+    ]
+    # Recordings are replayed all, whatever --seeds: there is one of each.
+    tasks += [
+        (k, i, judges, overrides) for k in kinds if k in RECORDED for i in range(len(stored[k]))
     ]
     started = time.perf_counter()
     if args.jobs > 1:
@@ -233,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         runs = [run_one(t) for t in tasks]
     table = summarize(runs, judges)
-    n_good = sum(1 for r in runs if r["kind"] in HEALTHY)
+    n_good = sum(1 for r in runs if not r["truth"]["bad"])
     n_bad = len(runs) - n_good
     if args.json:
         doc: dict[str, Any] = {"n_good": n_good, "n_bad": n_bad, "judges": table}

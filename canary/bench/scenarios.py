@@ -51,6 +51,7 @@ class Spec:
     season: bool = False
     common: dict[str, Effect] = field(default_factory=dict)  # hits both versions
     canary: dict[str, Effect] = field(default_factory=dict)
+    stable: dict[str, Effect] = field(default_factory=dict)  # stable only (its own wander)
     latency_slo_ms: float = LATENCY_SLO_MS
 
 
@@ -70,11 +71,38 @@ def _window(start: float, end: float, x: float, base: float) -> Mult:
     return lambda t: np.where((t >= start) & (t < end), x, base)
 
 
+def _path(values: np.ndarray, step_s: float) -> Mult:
+    """A precomputed multiplier path on a grid of ``step_s`` seconds, read by interpolation."""
+    grid = np.arange(values.size) * step_s
+    return lambda t: np.interp(t, grid, values)
+
+
+def _wander(rng: np.random.Generator, sd: float, tau_s: float) -> Mult:
+    """Slow log-latency wander: an Ornstein-Uhlenbeck path (stationary sd ``sd``, correlation
+    time ``tau_s``) over the history and the rollout, as noisy neighbours, GC and caches give."""
+    step = 1.0
+    n = int((HISTORY_S + DURATION_S) / step) + 2
+    phi = math.exp(-step / tau_s)
+    shocks = rng.standard_normal(n) * sd * math.sqrt(1.0 - phi * phi)
+    x = np.empty(n)
+    x[0] = sd * rng.standard_normal()
+    for i in range(1, n):
+        x[i] = phi * x[i - 1] + shocks[i]
+    grid = np.arange(n) * step - HISTORY_S
+    return lambda t: np.exp(np.interp(t, grid, x))
+
+
+def _schedule_weight(t: np.ndarray) -> np.ndarray:
+    """The nominal schedule's weight (5% a minute from 5%): what a canary carries if it is not
+    held. Recordings are open-loop, so a held canary is drawn as if it had moved on (harder)."""
+    return np.minimum(100.0, 5.0 + 5.0 * np.floor(np.maximum(t, 0.0) / 60.0))
+
+
 def _bursts(first: float, every: float, length: float, x: float) -> Mult:
     return lambda t: np.where((t >= first) & (((t - first) % every) < length), x, 0.0)
 
 
-HEALTHY = (
+_OLD_HEALTHY = (
     "identical",
     "noisy",
     "low-volume",
@@ -85,6 +113,10 @@ HEALTHY = (
     "tight-slo",
     "within-tolerance",
 )
+# Classes added for the held-out findings (issue 13); drawn after the older ones (_SEED_ORDER).
+_NEW_HEALTHY = ("wander", "warm-up", "shared-errors", "infra-step", "many-txns", "very-low-volume")
+_NEW_BAD = ("warm-up-then-slow", "one-bad-of-12", "saturation", "leak", "wander-latency-step")
+HEALTHY: tuple[str, ...] = (*_OLD_HEALTHY, *_NEW_HEALTHY)
 BAD = (
     "error-step",
     "latency-step",
@@ -94,14 +126,32 @@ BAD = (
     "error-bursts",
     "one-broken-txn",
     "late-onset",
+    *_NEW_BAD,
 )
 KINDS = HEALTHY + BAD
+_NEW = _NEW_HEALTHY + _NEW_BAD
 # Seeds are drawn per (seed, position here): new scenarios go last so old recordings stay put.
 _SEED_ORDER = (
-    *(k for k in KINDS if k not in ("tight-slo", "within-tolerance")),
+    *(k for k in KINDS if k not in ("tight-slo", "within-tolerance", *_NEW)),
     "tight-slo",
     "within-tolerance",
+    *_NEW,
 )
+# Extra transactions for the many-transaction scenarios: (median ms, base error rate).
+_MANY = {f"t{i:02d}": (60.0 + 17.0 * i, 0.003) for i in range(30)}
+
+
+def _warmup(rng: np.random.Generator) -> tuple[Effect, float]:
+    """A new version's transient: up to about twice as slow, decaying over tens of seconds,
+    plus a short blip of errors while caches, JIT and connection pools fill."""
+    amp = float(rng.uniform(0.6, 1.1))
+    tau = float(rng.uniform(6.0, 15.0))
+    blip_s = float(rng.uniform(5.0, 15.0))
+    blip = float(rng.uniform(0.05, 0.2))
+    return Effect(
+        latency=lambda t: 1.0 + amp * np.exp(-np.maximum(t, 0.0) / tau),
+        errors=_window(0.0, blip_s, blip, 0.0),
+    ), tau
 
 
 def scenario(kind: str, rng: np.random.Generator) -> tuple[Spec, Truth]:
@@ -190,7 +240,84 @@ def scenario(kind: str, rng: np.random.Generator) -> tuple[Spec, Truth]:
         else:
             eff = Effect(latency=_step(at, float(rng.uniform(1.25, 1.6)), 1.0))
         return Spec(all3, canary={x: eff for x in all3}), Truth(kind, True, at)
+    if kind in ("wander", "wander-latency-step"):
+        # Each version wanders by itself: 3-6% (sd) over 1-5 minutes, shared by its transactions.
+        sd, tau = float(rng.uniform(0.03, 0.06)), float(rng.uniform(60.0, 300.0))
+        wc, ws = _wander(rng, sd, tau), _wander(rng, sd, tau)
+        if kind == "wander":
+            return Spec(
+                all3,
+                canary={x: Effect(latency=wc) for x in all3},
+                stable={x: Effect(latency=ws) for x in all3},
+            ), Truth(kind, False)
+        x0 = float(rng.uniform(1.25, 1.6))
+        step = Effect(latency=lambda t: wc(t) * x0)
+        return Spec(
+            all3, canary={x: step for x in all3}, stable={x: Effect(latency=ws) for x in all3}
+        ), Truth(kind, True, 0.0)
+    if kind == "warm-up":
+        eff, _ = _warmup(rng)
+        return Spec(all3, canary={x: eff for x in all3}), Truth(kind, False)
+    if kind == "warm-up-then-slow":
+        warm, _ = _warmup(rng)
+        x0 = float(rng.uniform(1.25, 1.6))
+        assert warm.latency is not None
+        lat = warm.latency
+        eff = Effect(latency=lambda t: lat(t) * x0, errors=warm.errors)
+        return Spec(all3, canary={x: eff for x in all3}), Truth(kind, True, 0.0)
+    if kind == "shared-errors":
+        # An incident of errors (and some slowness) on both versions: not the canary's doing.
+        at = float(rng.uniform(100, 900))
+        length = float(rng.uniform(30, 120))
+        eff = Effect(
+            latency=_window(at, at + length, 1.3, 1.0),
+            errors=_window(at, at + length, float(rng.uniform(0.1, 0.3)), 0.0),
+        )
+        return Spec(all3, common={x: eff for x in all3}), Truth(kind, False)
+    if kind == "infra-step":
+        # The infrastructure under both versions gets slower for good, part-way through.
+        at = float(rng.uniform(100, 900))
+        eff = Effect(latency=_step(at, float(rng.uniform(1.2, 1.6)), 1.0))
+        return Spec(all3, common={x: eff for x in all3}), Truth(kind, False)
+    if kind == "many-txns":
+        n = int(rng.integers(10, 31))
+        return Spec(list(_MANY)[:n]), Truth(kind, False)
+    if kind == "one-bad-of-12":
+        txns = list(_MANY)[:12]
+        bad = str(rng.choice(txns))
+        if rng.random() < 0.5:
+            eff = Effect(errors=_const(float(rng.uniform(0.03, 0.08))))
+        else:
+            eff = Effect(latency=_const(float(rng.uniform(1.3, 1.8))))
+        return Spec(txns, canary={bad: eff}), Truth(kind, True, 0.0)
+    if kind == "very-low-volume":
+        return Spec(all3, rate=float(rng.uniform(0.2, 0.4))), Truth(kind, False)
+    if kind == "saturation":
+        # Latency grows with the canary's share of traffic: fine at 5%, checkout's p95 reaches
+        # the objective somewhere between 40% and 70%.
+        w_breach = float(rng.uniform(40.0, 70.0))
+        need = LATENCY_SLO_MS / (TXNS["checkout"][0] * P95_FACTOR) - 1.0
+        a = need / (w_breach / 100.0) ** 2
+        eff = Effect(latency=lambda t: 1.0 + a * (_schedule_weight(t) / 100.0) ** 2)
+        w_tol = 100.0 * math.sqrt(0.10 / a)
+        return Spec(all3, canary={x: eff for x in all3}), Truth(
+            kind, True, _weight_time(w_tol), _weight_time(w_breach), "latency"
+        )
+    if kind == "leak":
+        # Latency grows exponentially from the onset (a leak): doubling every 3-8 minutes.
+        onset = float(rng.uniform(0, 300))
+        rate = math.log(2.0) / float(rng.uniform(180.0, 480.0))
+        eff = Effect(latency=lambda t: np.exp(rate * np.maximum(t - onset, 0.0)))
+        need = LATENCY_SLO_MS / (TXNS["checkout"][0] * P95_FACTOR)
+        return Spec(all3, canary={x: eff for x in all3}), Truth(
+            kind, True, onset + math.log(1.1) / rate, onset + math.log(need) / rate, "latency"
+        )
     raise ValueError(f"unknown scenario {kind!r}; known: {', '.join(KINDS)}")
+
+
+def _weight_time(w: float) -> float:
+    """When the nominal schedule first carries weight ``w``."""
+    return 60.0 * max(0.0, math.ceil((w - 5.0) / 5.0))
 
 
 def _season(t: np.ndarray) -> np.ndarray:
@@ -207,7 +334,7 @@ def _draw(
     rate: float,
     rng: np.random.Generator,
 ) -> list[TransactionResult]:
-    median, err = TXNS[txn]
+    median, err = TXNS.get(txn) or _MANY[txn]
     if spec.base_error is not None:
         err = spec.base_error
     n = max(0, int((t_hi - t_lo) * rate))
@@ -218,7 +345,8 @@ def _draw(
     if spec.season:
         mult *= _season(t)
         p_err = p_err * _season(t)
-    for eff in (spec.common.get(txn), spec.canary.get(txn) if version == "canary" else None):
+    own = spec.canary if version == "canary" else spec.stable
+    for eff in (spec.common.get(txn), own.get(txn)):
         if eff is None:
             continue
         if eff.latency is not None:

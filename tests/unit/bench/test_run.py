@@ -44,3 +44,16 @@ def test_main_prints_the_table(capsys: Any) -> None:
     assert main(["--seeds", "1", "--kinds", "latency-step,identical", "--jobs", "1"]) == 0
     out = capsys.readouterr().out
     assert "recall on bad canaries" in out and "median exposure on bad" in out
+
+
+def test_the_table_gives_counts_and_95_percent_intervals(capsys: Any) -> None:
+    assert main(["--seeds", "1", "--kinds", "identical", "--jobs", "1", "--no-recorded"]) == 0
+    out = capsys.readouterr().out
+    # 0 of 1 is no guarantee: its interval reaches far up.
+    assert "0/1 [0-79%]" in out
+
+
+def test_interval_of_zero_in_thirty() -> None:
+    from canary.bench.run import _interval
+
+    assert _interval(0, 30) == "0/30 [0-11%]"

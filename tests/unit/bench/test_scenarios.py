@@ -51,3 +51,21 @@ def test_recordings_follow_the_replay_rules() -> None:
 def test_unknown_kind_lists_the_known() -> None:
     with pytest.raises(ValueError, match="known: " + KINDS[0]):
         generate("nope", 0)
+
+
+def test_new_classes_are_what_they_say() -> None:
+    import numpy as np
+
+    rec, truth = generate("many-txns", 0)
+    assert 10 <= len(rec.transactions) <= 30 and not truth.bad
+    rec, truth = generate("one-bad-of-12", 0)
+    assert len(rec.transactions) == 12 and truth.bad
+    rec, truth = generate("warm-up", 0)
+    early = [r.latency_ms for r in rec.observations if r.version == "canary" and r.t < 5]
+    late = [r.latency_ms for r in rec.observations if r.version == "canary" and 300 < r.t < 400]
+    assert np.median(early) > 1.4 * np.median(late)
+    rec, truth = generate("saturation", 0)
+    # Fine at 5%: it breaches only once the schedule reaches 40-70% (420 s or later).
+    assert truth.bad and truth.breach_t is not None and truth.breach_t >= 420
+    rec, truth = generate("wander", 0)
+    assert not truth.bad
