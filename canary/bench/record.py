@@ -100,11 +100,11 @@ def record_round(
     """Run one round of rollouts at once; returns (name, description, recording) each."""
     from canary.cli.follow import Followed, follow
     from canary.cli.rollouts import expected_duration, local_fleet, probe_queues, start
-    from canary.demo.launch import start_demo_service
     from canary.local import free_port
+    from canary.local.demo import start_demo_service
+    from canary.local.haproxy import start_haproxy
     from canary.replay import export_recording
     from canary.rollout.config import load_rollout
-    from canary.routers.haproxy_local import start_haproxy
     from canary.store import Store
 
     out = []
@@ -128,7 +128,7 @@ def record_round(
             files.append(_rollout(workdir, name, urls, router, interval))
         loaded = [load_rollout(p) for p in files]
         queues = sorted({q for cfg, _ in loaded for q in probe_queues(cfg)})
-        url = stack.enter_context(local_fleet(queues, workdir, console))
+        url = stack.enter_context(local_fleet(queues, workdir, console)).url
         store = Store.from_url(url)
         followed = [Followed(start(url, cfg, txs), label=cfg.name) for cfg, txs in loaded]
         deadline = time.monotonic() + max(expected_duration(cfg) for cfg, _ in loaded)

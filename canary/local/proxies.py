@@ -1,4 +1,4 @@
-"""What haproxy_local and nginx_local share: binaries, config templates and readiness checks."""
+"""What the local HAProxy and NGINX launchers share: binaries, config templates and readiness checks."""
 
 from __future__ import annotations
 

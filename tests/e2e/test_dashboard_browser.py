@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from canary.routers.haproxy_local import start_haproxy
+from canary.local.haproxy import start_haproxy
 
 from canary.local import LocalFleet, free_port
 from canary.store import Store
