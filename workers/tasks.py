@@ -6,6 +6,7 @@ without importing this code.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -18,7 +19,7 @@ from celery import Task
 
 from canary import monitor
 from canary.errors import CanaryError, StoreError
-from canary.fleet import run_batch
+from canary.fleet import submit_batch
 from canary.flower import task_argsrepr
 from canary.rollout import controller
 from canary.rollout.config import RolloutConfig
@@ -264,21 +265,38 @@ def analyze(self: Task, rollout_id: str, window: str) -> str:
     name="canary.check",
     **COORDINATOR_TASK,
 )
-def check(self: Task, rollout_id: str, window: str) -> str:
-    """Look at the results pushed so far in a running window; roll back at once if warranted."""
-    return _coordinate(self, rollout_id, f"interim check of {window}", controller.check, window)
+def check(self: Task, rollout_id: str, window: str, chain: bool = True) -> str:
+    """Look at the results pushed so far in a running window; roll back at once if warranted.
+
+    ``chain=False``: a one-off look that a probe worker asked for after a failed canary run.
+    """
+    look = functools.partial(controller.check, chain=chain)
+    return _coordinate(self, rollout_id, f"interim check of {window}", look, window)
 
 
 @app.task(name="canary.probe_batch", bind=True, acks_late=True, max_retries=3)
 def probe_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
     """Run a batch of synthetic transactions against both versions and record the results once."""
 
+    args = [batch["rollout_id"], batch["window"]]
+
     def analyze_now() -> None:
-        args = [batch["rollout_id"], batch["window"]]
         analyze.apply_async(args=args, argsrepr=task_argsrepr(analyze.name, args))
 
+    def check_soon(countdown: float) -> None:
+        check.apply_async(
+            args=args,
+            kwargs={"chain": False},
+            countdown=countdown,
+            argsrepr=task_argsrepr(check.name, args),
+        )
+
+    # Returns once the batch is handed to this process's pacer: the slot is not held while
+    # the batch's probes wait for their time (canary.fleet.Pacer).
     try:
-        out = run_batch(_store(), batch, on_complete=analyze_now, defer=True)
+        out, _ = submit_batch(
+            _store(), batch, on_complete=analyze_now, on_failure=check_soon, defer=True
+        )
     except StoreError as exc:
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
     if out.get("deferred"):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-AlertKind = Literal["rollback", "promotion", "error_budget", "predicted_breach", "stuck", "failure"]
+AlertKind = Literal[
+    "rollback", "promotion", "error_budget", "predicted_breach", "stuck", "failure", "starved"
+]
 
 
 @dataclass(frozen=True, slots=True)

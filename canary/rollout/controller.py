@@ -404,8 +404,55 @@ def analyze(ctx: Context, rollout_id: str, window: str) -> str:
         done = ctx.store.seal_window(rollout_id, window, sorted(expected))
         missing = expected - done
         decision = _judge(ctx, record, window, missing)
+        decision = _hold_if_starved(ctx, record, window, decision)
         _apply(ctx, record, window, decision)
         return decision.action
+
+
+def min_probed_share() -> float:
+    """CANARY_MIN_PROBED_SHARE: the share of a step's planned runs below which it holds (0.6)."""
+    try:
+        return min(1.0, max(0.0, float(os.environ.get("CANARY_MIN_PROBED_SHARE") or 0.6)))
+    except ValueError:
+        return 0.6
+
+
+def _hold_if_starved(
+    ctx: Context, record: dict[str, Any], window: str, decision: Decision
+) -> Decision:
+    """Hold (and alert) rather than move on when the fleet probed too little of the step.
+
+    Probe workers short of capacity drop the runs they cannot start in time (canary.fleet), so
+    a step that looks healthy may be mostly unobserved; a rollback is never held back, and a
+    hold says first that the fleet, not the canary, is short.
+    """
+    if decision.action not in ("increase", "promote", "hold"):
+        return decision
+    acc = ctx.store.window_accounting(record["id"], window)
+    planned = sum(acc["expected"].values())
+    share = acc["results"] / planned if planned else 1.0
+    decision.metrics["probed_share"] = round(share, 4)
+    if share >= min_probed_share():
+        return decision
+    reason = (
+        f"probed {share:.0%} of the planned runs ({acc['results']} of {planned}) at weight "
+        f"{record['weight']}%: add probe workers"
+    )
+    _alert(ctx, record, "starved", "probing starved", [reason], "warning")
+    if decision.action == "hold":
+        decision.reasons.insert(0, reason)
+        return decision
+    cfg = RolloutConfig.model_validate(record["config"])
+    max_holds = (
+        EngineSettings.from_dict(cfg.analysis.engine).max_holds
+        if cfg.analysis.judge == "sequential"
+        else cfg.analysis.max_holds
+    )
+    if record["attempt"] >= max_holds:
+        reason += f"; held {record['attempt']} times (max {max_holds}): rolling back to fail safe"
+        return Decision("rollback", [reason], metrics=decision.metrics)
+    reason += "; holding rather than judging a partly observed step"
+    return Decision("hold", [reason], alerts=decision.alerts, metrics=decision.metrics)
 
 
 # --- check: interim looks while a window runs ----------------------------------------------------
@@ -432,8 +479,11 @@ def _running(record: dict[str, Any], window: str) -> bool:
     )
 
 
-def check(ctx: Context, rollout_id: str, window: str) -> str:
+def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> str:
     """Look at the results pushed so far in a running window; roll back now if they say so.
+
+    ``chain`` schedules the next check on the window's grid; a check that a probe worker asked
+    for after pushing a failed canary run (canary.fleet) passes False, so the chain stays one.
 
     Without the lock: the engine is a throwaway copy (the window's official results are
     observed into the persisted one by ``analyze``), so a look changes nothing unless it rolls
@@ -455,6 +505,8 @@ def check(ctx: Context, rollout_id: str, window: str) -> str:
     engine.observe(ctx.store.interim_results(rollout_id, window))
     decision = engine.decide(now, record["weight"], step_end=False, holds=record["attempt"])
     if decision.action != "rollback":
+        if not chain:
+            return "ok"
         # The next grid point, whatever this check's delay: checks do not drift off the pushes.
         wait = every * ((elapsed - CHECK_LAG_S) // every + 1) + CHECK_LAG_S - elapsed
         if wait < left:
