@@ -606,7 +606,8 @@ def submit_batch(
         on_failure=on_failure,
     )
     PACER.add(job)
-    return {"batch_id": batch_id, "accepted": True, "runs_planned": len(job.offsets)}, job
+    accepted = {"batch_id": batch_id, "accepted": True, "check_by": give_up}
+    return {**accepted, "runs_planned": len(job.offsets)}, job
 
 
 def run_batch(

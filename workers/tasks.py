@@ -299,9 +299,10 @@ def probe_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
         )
     except StoreError as exc:
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
-    if out.get("deferred"):
-        # Another runner holds the batch (this is a re-delivered copy): look again later in a
-        # new short task, so that if that runner dies the batch is still taken over.
+    if out.get("deferred") or out.get("accepted"):
+        # The batch runs in a pacer (this one's, or another runner's for a re-delivered copy):
+        # a watch copy looks again later in a new short task, unacknowledged meanwhile, so that
+        # if the runner dies the batch is still taken over, as this task would have been.
         wait = max(1.0, min(max_countdown(), float(out["check_by"]) - time.time()))
         queue = f"{load_settings().probe_queue_prefix}.{batch.get('environment') or 'default'}"
         self.apply_async(

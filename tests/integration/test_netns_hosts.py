@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import yaml
 
 from canary.cli.rollouts import start
@@ -113,7 +114,12 @@ def test_one_rollout_probes_from_three_hosts(testnet: HostNet, tmp_path: Path) -
         redis_proc, local_url = start_redis(tmp_path, bind=(testnet.gateway,))
         procs.append(redis_proc)
         port = local_url.rsplit(":", 1)[1].split("/")[0]
-        net_url = f"redis://{testnet.gateway}:{port}/0"
+        # Redis refuses other hosts while it has no password (protected mode), and nothing
+        # should listen beyond loopback without one: set it from loopback, as an operator would.
+        password = uuid.uuid4().hex
+        redis.Redis.from_url(local_url).config_set("requirepass", password)
+        local_url = f"redis://:{password}@127.0.0.1:{port}/0"
+        net_url = f"redis://:{password}@{testnet.gateway}:{port}/0"
         urls = {}
         for name in ("stable", "canary"):
             demo_port = free_port()
