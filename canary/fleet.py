@@ -125,22 +125,15 @@ class _Job:
     last_urgent: float = 0.0
     push_failed: bool = False
     started: float = field(default_factory=time.time)
+    rid: str = field(init=False)
+    window: str = field(init=False)
+    batch_id: str = field(init=False)
+    start_at: float = field(init=False)
 
-    @property
-    def rid(self) -> str:
-        return str(self.spec["rollout_id"])
-
-    @property
-    def window(self) -> str:
-        return str(self.spec["window"])
-
-    @property
-    def batch_id(self) -> str:
-        return str(self.spec["batch_id"])
-
-    @property
-    def start_at(self) -> float:
-        return float(self.spec["start_at"])
+    def __post_init__(self) -> None:
+        spec = self.spec
+        self.rid, self.window, self.batch_id = spec["rollout_id"], spec["window"], spec["batch_id"]
+        self.start_at = float(spec["start_at"])
 
     @property
     def limit(self) -> int:
