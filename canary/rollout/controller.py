@@ -501,7 +501,7 @@ def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> 
     left = float(record["window_interval"]) - elapsed
     if every is None or left <= 0:
         return "stale"  # analyze judges the window now
-    engine = _engine(ctx, record, cfg)
+    engine = _engine(ctx, record, cfg, reuse=True)
     engine.observe(ctx.store.interim_results(rollout_id, window))
     decision = engine.decide(now, record["weight"], step_end=False, holds=record["attempt"])
     if decision.action != "rollback":
@@ -590,21 +590,39 @@ def _history(ctx: Context, record: dict[str, Any], cfg: RolloutConfig) -> list[T
     return history
 
 
-def _engine(ctx: Context, record: dict[str, Any], cfg: RolloutConfig) -> AnalysisEngine:
+def _engine(
+    ctx: Context, record: dict[str, Any], cfg: RolloutConfig, *, reuse: bool = False
+) -> AnalysisEngine:
     """The rollout's sequential engine: from the record, else new (t0 = this window's start).
 
     The history is read only when the engine is built; after that its state carries the
-    baseline, so reloading thousands of results every window would be waste.
+    baseline, so reloading thousands of results every window would be waste. Until the first
+    step end persists it, ``reuse`` (interim checks) takes the one this process built for the
+    window: reading and parsing the whole history at every check was most of a control
+    worker's time with ten rollouts on their first step (scripts/bench-scale, py-spy).
     """
     if record.get("engine"):
         return AnalysisEngine.from_state(record["engine"])
-    return AnalysisEngine(
+    key = (record["id"], float(record["window_started_at"]))
+    if reuse and key in _first_engines:
+        return AnalysisEngine.from_state(json.loads(_first_engines[key]))
+    engine = AnalysisEngine(
         SLO.from_dict(record["slo"]),
         EngineSettings.from_dict(cfg.analysis.engine),
         [t["transaction_name"] for t in record["transactions"]],
         _history(ctx, record, cfg),
         t0=record["window_started_at"],
     )
+    if reuse:
+        # As JSON: an engine built from a state may share (and so change) its lists.
+        _first_engines[key] = json.dumps(engine.to_state())
+        while len(_first_engines) > RECENT_KEPT:
+            _first_engines.pop(next(iter(_first_engines)), None)
+    return engine
+
+
+# (rollout id, window start) → state of the engine built from the history for that window.
+_first_engines: dict[tuple[str, float], str] = {}
 
 
 def _count_failures(record: dict[str, Any], canary: list[TransactionResult]) -> None:

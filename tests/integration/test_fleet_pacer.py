@@ -139,3 +139,31 @@ def test_a_check_asked_for_by_a_worker_does_not_start_a_second_chain(
     assert checks() == before
     assert controller.check(ctx, record["id"], "s0a0") == "ok"
     assert checks() == before + 1
+
+
+def test_checks_of_a_first_window_read_the_stable_history_once(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    demo = demo_service_factory
+    ctx, _, record, _ = _dispatched(
+        tmp_path,
+        redis_url,
+        demo("s").url,
+        demo("c").url,
+        schedule={"initial_weight": 50, "step_weight": 50, "step_interval": 60},
+    )
+    reads: list[str] = []
+
+    class CountingStore(Store):
+        def history(self, service: str, transaction: str, **kw: Any) -> list[Any]:
+            reads.append(transaction)
+            return super().history(service, transaction, **kw)
+
+    counting = controller.Context(
+        store=CountingStore(ctx.store.r, ctx.store.keys), dispatcher=ctx.dispatcher
+    )
+    assert controller.check(counting, record["id"], "s0a0", chain=False) == "ok"
+    first = len(reads)
+    assert first == len(record["transactions"])
+    assert controller.check(counting, record["id"], "s0a0", chain=False) == "ok"
+    assert len(reads) == first
