@@ -39,6 +39,14 @@ def _dispatched(
     return ctx, disp, record, batches
 
 
+def _long_step(
+    tmp_path: Path, redis_url: str, demo: DemoFactory
+) -> tuple[controller.Context, InlineDispatcher, dict[str, Any], list[dict[str, Any]]]:
+    """``_dispatched`` with healthy versions and 60 s steps (long enough to look inside)."""
+    schedule = {"initial_weight": 50, "step_weight": 50, "step_interval": 60}
+    return _dispatched(tmp_path, redis_url, demo("s").url, demo("c").url, schedule=schedule)
+
+
 def test_probes_too_late_to_start_are_dropped_and_counted_not_fired_in_a_burst(
     tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
 ) -> None:
@@ -59,14 +67,7 @@ def test_probes_too_late_to_start_are_dropped_and_counted_not_fired_in_a_burst(
 def test_a_step_probed_too_thinly_holds_and_alerts_instead_of_moving_on(
     tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
 ) -> None:
-    demo = demo_service_factory
-    ctx, _, record, batches = _dispatched(
-        tmp_path,
-        redis_url,
-        demo("s").url,
-        demo("c").url,
-        schedule={"initial_weight": 50, "step_weight": 50, "step_interval": 60},
-    )
+    ctx, _, record, batches = _long_step(tmp_path, redis_url, demo_service_factory)
     # Every batch reaches a worker 57 s into its 60 s step (a fleet short of capacity).
     for b in batches:
         out = run_batch(ctx.store, {**b, "start_at": time.time() - 57.0})
@@ -122,14 +123,7 @@ def test_a_failed_canary_run_is_pushed_at_once_and_wakes_a_check(
 def test_a_check_asked_for_by_a_worker_does_not_start_a_second_chain(
     tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
 ) -> None:
-    demo = demo_service_factory
-    ctx, disp, record, _ = _dispatched(
-        tmp_path,
-        redis_url,
-        demo("s").url,
-        demo("c").url,
-        schedule={"initial_weight": 50, "step_weight": 50, "step_interval": 60},
-    )
+    ctx, disp, record, _ = _long_step(tmp_path, redis_url, demo_service_factory)
 
     def checks() -> int:
         return sum(1 for _, _, kind, _ in disp.queue if kind == "check")
@@ -144,14 +138,7 @@ def test_a_check_asked_for_by_a_worker_does_not_start_a_second_chain(
 def test_checks_of_a_first_window_read_the_stable_history_once(
     tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
 ) -> None:
-    demo = demo_service_factory
-    ctx, _, record, _ = _dispatched(
-        tmp_path,
-        redis_url,
-        demo("s").url,
-        demo("c").url,
-        schedule={"initial_weight": 50, "step_weight": 50, "step_interval": 60},
-    )
+    ctx, _, record, _ = _long_step(tmp_path, redis_url, demo_service_factory)
     reads: list[str] = []
 
     class CountingStore(Store):
