@@ -6,6 +6,7 @@ without importing this code.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -17,7 +18,7 @@ from celery import Task
 
 from canary import monitor
 from canary.errors import CanaryError, StoreError
-from canary.fleet import run_batch
+from canary.fleet import submit_batch
 from canary.local.flower import task_argsrepr
 from canary.rollout import controller, offline, operator
 from canary.rollout.config import validate_config
@@ -207,26 +208,44 @@ def analyze(self: Task, rollout_id: str, window: str) -> str:
     name="canary.check",
     **COORDINATOR_TASK,
 )
-def check(self: Task, rollout_id: str, window: str) -> str:
-    """Look at the results pushed so far in a running window; roll back at once if warranted."""
-    return _coordinate(self, rollout_id, f"interim check of {window}", controller.check, window)
+def check(self: Task, rollout_id: str, window: str, chain: bool = True) -> str:
+    """Look at the results pushed so far in a running window; roll back at once if warranted.
+
+    ``chain=False``: a one-off look that a probe worker asked for after a failed canary run.
+    """
+    look = functools.partial(controller.check, chain=chain)
+    return _coordinate(self, rollout_id, f"interim check of {window}", look, window)
 
 
 @app.task(name="canary.probe_batch", bind=True, acks_late=True, max_retries=3)
 def probe_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
     """Run a batch of synthetic transactions against both versions and record the results once."""
 
+    args = [batch["rollout_id"], batch["window"]]
+
     def analyze_now() -> None:
-        args = [batch["rollout_id"], batch["window"]]
         analyze.apply_async(args=args, argsrepr=task_argsrepr(analyze.name, args))
 
+    def check_soon(countdown: float) -> None:
+        check.apply_async(
+            args=args,
+            kwargs={"chain": False},
+            countdown=countdown,
+            argsrepr=task_argsrepr(check.name, args),
+        )
+
+    # Returns once the batch is handed to this process's pacer: the slot is not held while
+    # the batch's probes wait for their time (canary.fleet.Pacer).
     try:
-        out = run_batch(_store(), batch, on_complete=analyze_now, defer=True)
+        out, _ = submit_batch(
+            _store(), batch, on_complete=analyze_now, on_failure=check_soon, defer=True
+        )
     except StoreError as exc:
         raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
-    if out.get("deferred"):
-        # Another runner holds the batch (this is a re-delivered copy): look again later in a
-        # new short task, so that if that runner dies the batch is still taken over.
+    if out.get("deferred") or out.get("accepted"):
+        # The batch runs in a pacer (this one's, or another runner's for a re-delivered copy):
+        # a watch copy looks again later in a new short task, unacknowledged meanwhile, so that
+        # if the runner dies the batch is still taken over, as this task would have been.
         wait = max(1.0, min(max_countdown(), float(out["check_by"]) - time.time()))
         queue = f"{load_settings().probe_queue_prefix}.{batch.get('environment') or 'default'}"
         self.apply_async(

@@ -14,12 +14,14 @@ What a decision changes and how a rollout ends is ``outcome``; operator commands
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import time
 import uuid
 from typing import Any
 
-from canary.analysis.decision import Decision, JudgeSetup
+from canary.analysis.decision import Decision, JudgeSession, JudgeSetup
 from canary.analysis.engine import EngineSettings
 from canary.analysis.judge import get_rollout_judge
 from canary.analysis.metrics import summarize_version
@@ -327,8 +329,55 @@ def _analyze(ctx: Context, record: RolloutRecord, window: str) -> tuple[str, dic
     # are exactly those of the batches recorded, and the others are accounted as missing.
     done = ctx.store.seal_window(record.id, window, sorted(expected))
     decision, engine = _judge(ctx, record, window, expected - done)
+    decision = _hold_if_starved(ctx, record, window, decision)
     outcome.apply(ctx, record, window, decision)
     return decision.action, engine
+
+
+def min_probed_share() -> float:
+    """CANARY_MIN_PROBED_SHARE: the share of a step's planned runs below which it holds (0.6)."""
+    try:
+        return min(1.0, max(0.0, float(os.environ.get("CANARY_MIN_PROBED_SHARE") or 0.6)))
+    except ValueError:
+        return 0.6
+
+
+def _hold_if_starved(
+    ctx: Context, record: RolloutRecord, window: str, decision: Decision
+) -> Decision:
+    """Hold (and alert) rather than move on when the fleet probed too little of the step.
+
+    Probe workers short of capacity drop the runs they cannot start in time (canary.fleet), so
+    a step that looks healthy may be mostly unobserved; a rollback is never held back, and a
+    hold says first that the fleet, not the canary, is short.
+    """
+    if decision.action not in ("increase", "promote", "hold"):
+        return decision
+    acc = ctx.store.window_accounting(record.id, window)
+    planned = sum(acc["expected"].values())
+    share = acc["results"] / planned if planned else 1.0
+    decision.metrics["probed_share"] = round(share, 4)
+    if share >= min_probed_share():
+        return decision
+    reason = (
+        f"probed {share:.0%} of the planned runs ({acc['results']} of {planned}) at weight "
+        f"{record.weight}%: add probe workers"
+    )
+    outcome.alert(ctx, record, "starved", "probing starved", [reason], "warning")
+    if decision.action == "hold":
+        decision.reasons.insert(0, reason)
+        return decision
+    cfg = record.config
+    max_holds = (
+        EngineSettings.from_dict(cfg.analysis.engine).max_holds
+        if cfg.analysis.judge == "sequential"
+        else cfg.analysis.max_holds
+    )
+    if record.attempt >= max_holds:
+        reason += f"; held {record.attempt} times (max {max_holds}): rolling back to fail safe"
+        return Decision("rollback", [reason], metrics=decision.metrics)
+    reason += "; holding rather than judging a partly observed step"
+    return Decision("hold", [reason], alerts=decision.alerts, metrics=decision.metrics)
 
 
 def _judge(
@@ -423,8 +472,11 @@ def _running(record: RolloutRecord, window: str) -> bool:
     return not record.final and record.window == window and record.judged != window
 
 
-def check(ctx: Context, rollout_id: str, window: str) -> str:
+def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> str:
     """Look at the results pushed so far in a running window; roll back now if they say so.
+
+    ``chain`` schedules the next check on the window's grid; a check that a probe worker asked
+    for after pushing a failed canary run (canary.fleet) passes False, so the chain stays one.
 
     Without the lock: the judge is opened on a throwaway copy of its state (the window's
     official results are observed into the kept one by ``analyze``), so a look changes nothing
@@ -441,12 +493,12 @@ def check(ctx: Context, rollout_id: str, window: str) -> str:
     left = (record.window_interval or 0.0) - elapsed
     if every is None or left <= 0:
         return "stale"  # analyze judges the window now
-    session = get_rollout_judge(record.config.analysis.judge).open(
-        _setup(ctx, record), ctx.store.load_engine(rollout_id)
-    )
+    session = _check_session(ctx, record)
     session.observe(ctx.store.interim_results(rollout_id, window))
     decision = session.decide(now, record.weight, step_end=False, holds=record.attempt)
     if decision.action != "rollback":
+        if not chain:
+            return "ok"
         # The next grid point, whatever this check's delay: checks do not drift off the pushes.
         wait = every * ((elapsed - CHECK_LAG_S) // every + 1) + CHECK_LAG_S - elapsed
         if wait < left:
@@ -480,3 +532,31 @@ def check(ctx: Context, rollout_id: str, window: str) -> str:
         outcome.apply(ctx, current, window, decision)
         outcome.save(ctx, current)
         return "rollback"
+
+
+# (rollout id, window start) → the judge's state built from the stable history for that window.
+_first_states: dict[tuple[str, float], str] = {}
+FIRST_STATES_KEPT = 256
+
+
+def _check_session(ctx: Context, record: RolloutRecord) -> JudgeSession:
+    """The judge opened for an interim look: on its kept state, else on the window's first one.
+
+    Until the first step end keeps a state, opening the judge reads and parses the whole stable
+    history; with ten rollouts on their first step that was most of a control worker's time
+    (scripts/bench-scale, py-spy), so a process builds it once per window and reuses it.
+    """
+    judge = get_rollout_judge(record.config.analysis.judge)
+    state = ctx.store.load_engine(record.id)
+    if state is not None:
+        return judge.open(_setup(ctx, record), state)
+    key = (record.id, float(record.window_started_at or 0.0))
+    cached = _first_states.get(key)
+    if cached is not None:
+        # As JSON: a judge opened on a state may share (and so change) its lists.
+        return judge.open(_setup(ctx, record), json.loads(cached))
+    session = judge.open(_setup(ctx, record), None)
+    _first_states[key] = json.dumps(session.to_state())
+    while len(_first_states) > FIRST_STATES_KEPT:
+        _first_states.pop(next(iter(_first_states)), None)
+    return session

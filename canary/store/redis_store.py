@@ -34,6 +34,8 @@ RESULTS_TTL_S = 30 * 24 * 3600
 # The look-ahead copy only serves the interim checks of a running window; the batch record stays
 # the truth, so a day is plenty.
 INTERIM_TTL_S = 24 * 3600
+# ... and once its window is sealed, a few minutes (for a look at what was pushed, not more).
+SEALED_INTERIM_TTL_S = 300
 
 # KEYS: batches, results, sealed, meta. ARGV: batch id, ttl, meta JSON (or ''), results...
 # Returns -1 when the window was already judged (the batch is refused, so a judged window never
@@ -550,6 +552,9 @@ class Store:
             ]
         try:
             got = self._seal(keys=keys, args=[RESULTS_TTL_S, *expected])
+            # The look-ahead only serves checks of a running window (and, just above, the
+            # results of an interim rollback): once sealed nothing adds to it, so it goes soon.
+            self.r.expire(self.keys.interim(rollout_id, window), SEALED_INTERIM_TTL_S)
         except redis.RedisError as exc:
             raise StoreError(f"cannot seal {window} of {rollout_id}: {exc}") from exc
         return set(got)
@@ -631,6 +636,19 @@ class Store:
     ) -> bool:
         key = self.keys.claim(rollout_id, window, batch_id)
         return bool(self._refresh_claim(keys=[key], args=[owner, int(ttl_s * 1000)]))
+
+    def refresh_claims(
+        self, claims: Sequence[tuple[str, str, str, str]], ttl_s: float
+    ) -> list[bool]:
+        """``refresh_claim`` for many (rollout, window, batch, owner) in one round trip."""
+        pipe = self.r.pipeline(transaction=False)
+        for rollout_id, window, batch_id, owner in claims:
+            key = self.keys.claim(rollout_id, window, batch_id)
+            self._refresh_claim(keys=[key], args=[owner, int(ttl_s * 1000)], client=pipe)
+        try:
+            return [bool(x) for x in pipe.execute()]
+        except redis.RedisError as exc:
+            raise StoreError(f"cannot refresh {len(claims)} batch claims: {exc}") from exc
 
     def release_claim(self, rollout_id: str, window: str, batch_id: str, owner: str) -> None:
         key = self.keys.claim(rollout_id, window, batch_id)

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import requests
 import yaml
-from canary.local.haproxy import start_haproxy
 
 from canary.local import LocalFleet, free_port
+from canary.local.haproxy import start_haproxy
 from canary.store import Store
 from tests.e2e.test_report_browser import ensure_chromium
 from tests.fixtures.services import DemoFactory

@@ -149,8 +149,12 @@ def _accounting(fleet: LocalFleet, rid: str) -> dict[str, dict[str, Any]]:
         assert not acc["recorded"] & acc["missing"], window
         assert acc["recorded"] <= expected.keys(), window
         # Exactly the runs of the recorded batches (and the look-ahead of batches an interim
-        # rollback cut short): a re-delivered batch was not counted twice.
-        runs = sum(expected[b] for b in acc["recorded"]) + acc["lookahead"]
+        # rollback cut short): a re-delivered batch was not counted twice. A batch runs at
+        # most what it was dispatched with (fewer when probes too late to start are dropped,
+        # e.g. by a batch taken over from a killed worker: its meta says how many).
+        meta = acc["meta"]
+        assert all(meta[b]["runs"] <= expected[b] for b in acc["recorded"]), (window, acc)
+        runs = sum(meta[b]["runs"] for b in acc["recorded"]) + acc["lookahead"]
         assert acc["results"] == runs, (window, acc)
         if acc["sealed"]:
             assert acc["recorded"] | acc["missing"] == expected.keys(), (window, acc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from canary.cli.worker import queue_names, register, worker_argv
 from canary.errors import CanaryError
 from canary.local import ManagedProcess
+from canary.store import Store
+from tests.fixtures.services import DemoFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +55,70 @@ def test_the_command_starts_a_worker_that_answers(tmp_path: Path, redis_url: str
     with proc:
         line = proc.wait_for_log(" ready.", timeout=30)
         assert "canary-t1-" in line
+
+
+def test_a_worker_with_one_slot_paces_many_batches_at_once(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    # A batch used to hold its worker slot for its whole spread, so with one slot the second
+    # batch only began once the first had ended, and fired its probes in a burst.
+    from workers.app import client
+
+    store = Store.from_url(redis_url)
+    url = demo_service_factory("s").url.rstrip("/")
+    tx = {
+        "transaction_name": "get",
+        "entrypoint_url": "http://shop.example.com/",
+        "steps": [{"method": "GET", "url": "/api/products"}],
+    }
+    rid = "one-slot"
+    store.create_rollout(
+        {
+            "id": rid,
+            "state": "running",
+            "step": 0,
+            "attempt": 0,
+            "transactions": [tx],
+            "config": {"stable": {"url": url}, "canary": {"url": url}},
+        }
+    )
+    argv = [sys.executable, "-m", "canary.cli.worker", "--queues", "slot1", "-c", "1"]
+    proc = ManagedProcess(
+        "worker", [*argv, "--broker", redis_url], log_path=tmp_path / "worker.log", cwd=ROOT
+    )
+    with proc:
+        proc.wait_for_log(" ready.", timeout=30)
+        spread, batches = 6.0, 4
+        start_at = time.time() + 1.0
+        with client(redis_url) as app:
+            for j in range(batches):
+                spec = {
+                    "rollout_id": rid,
+                    "window": "s0a0",
+                    "batch_id": f"s0a0.get.{j}",
+                    "versions": ["stable", "canary"],
+                    "transaction": "get",
+                    "count": 3,
+                    "slot": j,
+                    "slots": batches,
+                    "series_size": 3 * batches,
+                    "start_at": start_at,
+                    "spread_s": spread,
+                    "environment": "slot1",
+                }
+                app.send_task("canary.probe_batch", args=[spec], queue="canary.probe.slot1")
+        deadline = time.time() + 60
+        while len(store.recorded_batches(rid, "s0a0")) < batches:
+            assert time.time() < deadline, proc.log_tail()
+            time.sleep(0.1)
+    results = store.window_results(rid, "s0a0")
+    assert len(results) == 2 * 3 * batches
+    # Every batch's probes started in the first half of the spread, none in a late burst.
+    meta = store.window_accounting(rid, "s0a0")["meta"]
+    started = {batch_id: m["started"] - start_at for batch_id, m in meta.items()}
+    assert max(started.values()) < spread / 2, started
+    assert all(m["late"] == 0 for m in meta.values()), meta
+    assert min(r.t for r in results) < start_at + 1.0 and max(r.t for r in results) > start_at + 4.0
 
 
 def test_no_broker_is_a_clear_error(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 from canary.errors import StoreError
 from canary.probing.result import TransactionResult
 from canary.store import Store
-from canary.store.redis_store import HISTORY_KEPT, INTERIM_TTL_S
+from canary.store.redis_store import HISTORY_KEPT, INTERIM_TTL_S, SEALED_INTERIM_TTL_S
 
 
 def _res(i: int, version: str = "canary", ok: bool = True) -> TransactionResult:
@@ -126,6 +126,8 @@ def test_interim_results_are_refused_once_the_window_is_sealed(redis_url: str) -
     assert store.record_interim("r1", "w", [("b1:1:canary", _res(1))]) == -1
     assert store.record_interim("r1", "w", []) == -1
     assert len(store.interim_results("r1", "w")) == 1
+    # Nothing adds to a sealed window's look-ahead, so it goes within minutes, not a day.
+    assert 0 < store.r.ttl(store.keys.interim("r1", "w")) <= SEALED_INTERIM_TTL_S
     # A plain seal (a step end) leaves the window's results to the batch records alone.
     assert store.window_results("r1", "w") == []
     assert store.window_accounting("r1", "w")["lookahead"] == 0

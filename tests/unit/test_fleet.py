@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from canary.fleet import probe_offsets
+from canary.fleet import LATE_LIMIT_S, late_limit, probe_offsets
 from canary.rollout.controller import window_position
 
 
@@ -18,3 +18,9 @@ def test_batches_interleave_over_the_window() -> None:
 def test_windows_order_by_step_then_attempt() -> None:
     assert window_position("s3a1") == (3, 1)
     assert window_position("s10a0") > window_position("s9a4")
+
+
+def test_late_limit_allows_two_spacings_never_less_than_the_floor() -> None:
+    assert late_limit(0.0, 10) == float("inf")  # an unpaced batch is never late
+    assert late_limit(10.0, 10) == LATE_LIMIT_S
+    assert late_limit(60.0, 6) == 20.0
