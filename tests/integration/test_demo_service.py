@@ -84,7 +84,7 @@ def test_broken_endpoint_answers_a_wrong_body(demo_service_factory: DemoFactory)
     assert resp.json() == {"order_id": None, "status": "pending"}
 
 
-def test_hundreds_of_requests_per_second_concurrently(demo_service_factory: DemoFactory) -> None:
+def test_serves_many_concurrent_clients_without_errors(demo_service_factory: DemoFactory) -> None:
     svc = demo_service_factory("stable")
     errors: list[str] = []
     threads_n, per_thread = 16, 40
@@ -98,14 +98,12 @@ def test_hundreds_of_requests_per_second_concurrently(demo_service_factory: Demo
                 errors.append(f"{path}: {resp.status_code}")
 
     threads = [threading.Thread(target=client) for _ in range(threads_n)]
-    began = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    rate = threads_n * per_thread / (time.perf_counter() - began)
+    # How fast it serves is for scripts/bench-fleet; here, that it serves them all.
     assert errors == []
-    assert rate > 200, f"only {rate:.0f} req/s"
 
 
 def test_sigterm_exits_cleanly(demo_service_factory: DemoFactory) -> None:

