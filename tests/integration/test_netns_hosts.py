@@ -84,12 +84,14 @@ class HostNet:
 @pytest.fixture()
 def testnet() -> Iterator[HostNet]:
     if shutil.which("ip") is None:
-        pytest.skip("network namespaces unavailable: no `ip` command (iproute2)")
+        pytest.fail("network namespaces need the `ip` command: apt-get install iproute2")
     net = HostNet(tag=uuid.uuid4().hex[:4], subnet=random.randint(2, 250))
     probe = f"canary-probe-{net.tag}"
     got = _ip("netns", "add", probe, check=False)
     if got.returncode != 0:
-        pytest.skip(f"network namespaces cannot be created here: {got.stderr.strip()}")
+        pytest.fail(
+            f"cannot create a network namespace (`ip netns add`; needs root): {got.stderr.strip()}"
+        )
     _ip("netns", "del", probe, check=False)
     try:
         net.create(HOSTS)

@@ -508,7 +508,7 @@ def test_a_run_never_raises_even_on_a_malformed_target() -> None:
 
 @pytest.fixture(scope="module")
 def httpbin_url() -> Iterator[str]:
-    httpbin = pytest.importorskip("httpbin", reason="pip install httpbin to run the seed checks")
+    import httpbin
     from werkzeug.serving import make_server
 
     server = make_server("127.0.0.1", 0, httpbin.app, threaded=True)
