@@ -46,10 +46,36 @@ def check_stuck(ctx: Context, *, limit: int = 200) -> list[str]:
             current.fence = fence
             reason = (
                 f"no progress for {idle:.0f} s at step {current.step + 1}/{len(current.weights)}"
-                f" (weight {current.weight}%); the limit is {stuck_limit(current):.0f} s — are the workers running?"
+                f" (weight {current.weight}%); the limit is {stuck_limit(current):.0f} s; "
+                f"likely cause: {likely_cause(ctx, current)}"
             )
             outcome.alert(ctx, current, "stuck", "rollout stuck", [reason], "warning")
             # Not progress: the stuck clock keeps counting from the last real one.
             outcome.save(ctx, current, progress=False)
         stuck.append(record.id)
     return stuck
+
+
+def likely_cause(ctx: Context, record: RolloutRecord) -> str:
+    """What most likely stopped a rollout, from what its last window holds (for the alert)."""
+    from canary.settings import load_settings
+
+    control = load_settings().control_queue
+    if record.window is None:
+        return f"no step ever started: is a control worker consuming {control}?"
+    acc = ctx.store.window_accounting(record.id, record.window)
+    batches = len(record.expected_batches)
+    if batches and not acc["recorded"] and not acc["results"] and not acc["lookahead"]:
+        queues = sorted(f"{ctx.queue_prefix}.{env}" for env in record.config.probes.environments)
+        return (
+            f"none of the step's {batches} probe batches reported: is a probe worker consuming "
+            f"{', '.join(queues)}?"
+        )
+    due = (record.window_started_at or 0.0) + (record.window_interval or 0.0)
+    late = ctx.now() - due
+    if late > STRAGGLER_GRACE_S:
+        return (
+            f"the step's probes reported ({len(acc['recorded'])} of {batches} batches) but it "
+            f"was not judged {late:.0f} s after its end: is a control worker consuming {control}?"
+        )
+    return f"the coordinator's next task never ran: is a control worker consuming {control}?"

@@ -317,6 +317,11 @@ def test_a_rollout_that_stops_moving_raises_one_stuck_alert(
     alerts = [e["data"] for _, e in store.read_events(rec["id"]) if e["type"] == "alert"]
     assert [a["kind"] for a in alerts] == ["stuck"]
     assert "no progress for" in alerts[0]["reasons"][0]
+    # The alert names the likely cause, not a generic "are the workers running?".
+    assert (
+        "likely cause: no step ever started: is a control worker consuming"
+        in (alerts[0]["reasons"][0])
+    )
 
 
 def test_a_broken_canary_is_rolled_back_by_an_interim_check_mid_step(
