@@ -6,6 +6,8 @@ import argparse
 import os
 from urllib.parse import urlsplit
 
+from canary.cli.helptext import HelpFormatter, epilog
+
 DEFAULT_PORT = 8787
 CONFIG_DIR_ENV = "CANARY_GATE_CONFIG_DIR"
 
@@ -16,6 +18,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="serve verdicts to Argo Rollouts and Flagger (needs CANARY_GATE_TOKEN)",
         description="Serve canary's synthetic analysis over HTTP to controllers that move "
         "traffic themselves. Every request needs 'Authorization: Bearer $CANARY_GATE_TOKEN'.",
+        epilog=epilog(
+            [
+                "CANARY_GATE_TOKEN=$(openssl rand -hex 24) canary gate --port 8787",
+                "canary gate --host 0.0.0.0 --config-dir /etc/canary/transactions",
+            ],
+            {0: "stopped by SIGINT or SIGTERM", 2: "no token, or a bad --config-dir/gate.yaml"},
+        ),
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}")

@@ -12,6 +12,7 @@ import sys
 import time
 from typing import Any
 
+from canary.cli.helptext import HelpFormatter, epilog
 from canary.errors import CanaryError
 from canary.local.procs import pid_alive, pid_running
 from canary.local.state import home, read_state, remove_state, state_file
@@ -25,10 +26,31 @@ ABORT_WAIT_S = 10.0
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("local", help="run a local fleet (Redis and workers) in the background")
+    p = sub.add_parser(
+        "local",
+        help="run a local fleet (Redis and workers) in the background",
+        description="A fleet on this machine that outlives the command: Redis with a generated "
+        "password, a control and a probe worker, beat and Flower, watched by a supervisor that "
+        "restarts what dies. Every canary command on this machine finds it without "
+        "CANARY_REDIS_URL (the URL and passwords are in a 0600 state file under $CANARY_HOME).",
+        epilog=epilog(
+            ["canary local up", "canary local status --json", "canary local down --force"],
+            {0: "done (status: every process is up)", 1: "refused or failed (see the message)"},
+        ),
+        formatter_class=HelpFormatter,
+    )
     ls = p.add_subparsers(dest="local_command", metavar="ACTION")
     ls.required = True
-    up = ls.add_parser("up", help="start Redis and workers in the background")
+    up = ls.add_parser(
+        "up",
+        help="start Redis and workers in the background",
+        description="Start the background fleet (one at a time: a second `up` says it runs).",
+        epilog=epilog(
+            ["canary local up", "canary local up --queues default,eu"],
+            {0: "started, or already running", 1: "could not start (the log says why)"},
+        ),
+        formatter_class=HelpFormatter,
+    )
     up.add_argument(
         "--queues", default="default", help="probe environments, comma-separated (default: default)"
     )
@@ -36,6 +58,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     down = ls.add_parser(
         "down",
         help="stop the background fleet and everything it started (refused while rollouts run)",
+        description="Stop the background fleet. While rollouts run it refuses and lists them, "
+        "so that no traffic is left on a canary; --force aborts them first (traffic to stable, "
+        "recorded), then stops.",
+        epilog=epilog(
+            ["canary local down", "canary local down --force"],
+            {0: "stopped (or nothing ran)", 1: "refused: rollouts are running"},
+        ),
+        formatter_class=HelpFormatter,
     )
     down.add_argument(
         "--force",
@@ -44,7 +74,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     down.set_defaults(func=cmd_down)
     status = ls.add_parser(
-        "status", help="is the background fleet running, where, and is each process up"
+        "status",
+        help="is the background fleet running, where, and is each process up",
+        description="Where the fleet is (Flower, Redis with its password redacted) and the "
+        "health of each process it supervises.",
+        epilog=epilog(
+            ["canary local status", "canary local status --json"],
+            {0: "running, every process up", 1: "not running, or a process is down"},
+        ),
+        formatter_class=HelpFormatter,
     )
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)

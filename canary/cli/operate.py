@@ -130,7 +130,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     w.set_defaults(func=cmd_watch)
 
     r = rs.add_parser(
-        "retry", help="start an aborted, rolled-back or failed rollout again, same configuration"
+        "retry",
+        help="start an aborted, rolled-back or failed rollout again, same configuration",
+        description="Start an ended rollout that was not promoted again, with the same "
+        "configuration and transactions; the new rollout records which one it retries.",
+        epilog=epilog(
+            ["canary rollout retry shop-20260101-120000-ab12cd --json"],
+            {
+                0: "started (prints the new id)",
+                1: "not retriable, or its service is busy",
+                2: "unknown id",
+            },
+        ),
+        formatter_class=HelpFormatter,
     )
     r.add_argument("id")
     r.add_argument("--json", action="store_true", help='print {"id": ...} as JSON')

@@ -31,7 +31,31 @@ EXIT_BY_STATE = {"promoted": 0, "rolled_back": 3, "aborted": 3, "failed": 1}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("run", help="run one rollout in local mode and follow it to the end")
+    p = sub.add_parser(
+        "run",
+        help="run one rollout in local mode and follow it to the end",
+        description="Run one rollout and follow it live, every step, traffic shift and decision "
+        "with its reasons. It uses the fleet that is running (CANARY_REDIS_URL, else `canary "
+        "local up`), or starts a private Redis and workers and stops them at the end, keeping "
+        "the record, recording and report under $CANARY_HOME/runs/ID/. Ctrl-C, SIGTERM and "
+        "SIGHUP send the traffic to stable and end the rollout with the reason.",
+        epilog=epilog(
+            [
+                "canary run configs/rollouts/example.yaml",
+                "canary run rollout.yaml --json | tail -n 1",
+            ],
+            {
+                0: "promoted",
+                1: "any other failure (the rollout failed, Redis was lost)",
+                2: "invalid input (every problem as FILE:LINE:COL)",
+                3: "rolled back or aborted (traffic on stable)",
+                129: "stopped by SIGHUP (traffic sent to stable first)",
+                130: "stopped by Ctrl-C (traffic sent to stable first)",
+                143: "stopped by SIGTERM (traffic sent to stable first)",
+            },
+        ),
+        formatter_class=HelpFormatter,
+    )
     p.add_argument("rollout", help="rollout file (YAML or JSON)")
     p.add_argument(
         "--json",

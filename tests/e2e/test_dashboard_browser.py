@@ -251,7 +251,7 @@ def test_live_page_and_abort_button_during_a_real_rollout(
                 ),
             )
             assert browser.execute_script("return window.__notReloaded") is True
-            assert "abort queued" in browser.find_element(By.ID, "flash").text
+            assert "abort applied" in browser.find_element(By.ID, "flash").text
             record = store.load_rollout(rid)
             assert record is not None and record["state"] == "aborted"
             assert "aborted by an operator" in " ".join(record.get("reasons") or [])

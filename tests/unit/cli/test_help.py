@@ -8,8 +8,14 @@ import pytest
 
 from canary.cli.main import build_parser
 
-# The commands this file covers; `run` and `local` get their texts from their own module.
+# Every subcommand of `canary`.
 COVERED = [
+    "run",
+    "local",
+    "local up",
+    "local down",
+    "local status",
+    "gate",
     "validate",
     "probe",
     "schema",
@@ -25,7 +31,10 @@ COVERED = [
     "worker",
     "exporter",
     "rollout",
-    *(f"rollout {a}" for a in ("start", "status", "watch", "pause", "resume", "promote", "abort")),
+    *(
+        f"rollout {a}"
+        for a in ("start", "status", "watch", "pause", "resume", "promote", "abort", "retry")
+    ),
 ]
 
 
