@@ -22,6 +22,7 @@ import yaml
 from canary.analysis.engine import AnalysisEngine
 from canary.errors import ConfigError
 from canary.fleet import run_batch
+from canary.plugins import Options as PluginOptions
 from canary.rollout import controller, operator
 from canary.rollout import state as st
 from canary.rollout.config import load_rollout
@@ -425,6 +426,9 @@ class _BuggyRouter:
     name = "buggy"
     calls: list[str] = []
 
+    class Options(PluginOptions):
+        rollback_too: bool = False
+
     def __init__(self, rollback_too: bool = False) -> None:
         self.rollback_too = rollback_too
 
@@ -449,6 +453,10 @@ class _BuggyNotifier:
     """A notifier plugin whose options crash it when built (``url: 12``) or when it sends."""
 
     name = "buggy"
+
+    class Options(PluginOptions):
+        # Any on purpose: the bug under test is one that load-time checks do not catch.
+        url: Any = None
 
     def __init__(self, url: Any = None) -> None:
         if not isinstance(url, str):
