@@ -11,9 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+# A whole fleet, targets and a headless browser for the PNG: generous on a busy machine.
+@pytest.mark.timeout(660)
 def test_the_bench_runs_and_its_last_line_is_the_summary(tmp_path: Path) -> None:
     r = subprocess.run(
         [

@@ -13,6 +13,7 @@ import pytest
 from canary.cli.worker import queue_names, register, worker_argv
 from canary.errors import CanaryError
 from canary.local import ManagedProcess
+from canary.rollout.windows import BatchSpec, VersionTarget
 from canary.store import Store
 from tests.fixtures.services import DemoFactory
 
@@ -92,21 +93,25 @@ def test_a_worker_with_one_slot_paces_many_batches_at_once(
         start_at = time.time() + 1.0
         with client(redis_url) as app:
             for j in range(batches):
-                spec = {
-                    "rollout_id": rid,
-                    "window": "s0a0",
-                    "batch_id": f"s0a0.get.{j}",
-                    "versions": ["stable", "canary"],
-                    "transaction": "get",
-                    "count": 3,
-                    "slot": j,
-                    "slots": batches,
-                    "series_size": 3 * batches,
-                    "start_at": start_at,
-                    "spread_s": spread,
-                    "environment": "slot1",
-                }
-                app.send_task("canary.probe_batch", args=[spec], queue="canary.probe.slot1")
+                spec = BatchSpec(
+                    rollout_id=rid,
+                    window="s0a0",
+                    batch_id=f"s0a0.get.{j}",
+                    transaction="get",
+                    transaction_def=tx,
+                    targets={v: VersionTarget(url=url) for v in ("stable", "canary")},
+                    count=3,
+                    slot=j,
+                    slots=batches,
+                    series_size=3 * batches,
+                    start_at=start_at,
+                    spread_s=spread,
+                    window_batches=batches,
+                    environment="slot1",
+                )
+                app.send_task(
+                    "canary.probe_batch", args=[spec.to_dict()], queue="canary.probe.slot1"
+                )
         deadline = time.time() + 60
         while len(store.recorded_batches(rid, "s0a0")) < batches:
             assert time.time() < deadline, proc.log_tail()

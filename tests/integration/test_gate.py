@@ -283,7 +283,7 @@ def test_argo_bad_canary_fails_as_a_rollout_would_roll_back(stack: Stack) -> Non
     assert seen[-1] == (200, "fail") and argo.phase("fail") == "Failed"
     answer = argo.answer()
     assert answer["verdict"] == "fail"
-    assert any("success" in r for r in answer["reasons"]), answer["reasons"]
+    assert any("succeeded in" in r or "success" in r for r in answer["reasons"]), answer["reasons"]
     # Where a rollout of this canary rolls back: at the isolated check, before any traffic.
     assert answer["metrics"]["step"] == 1 and answer["metrics"]["state"] == "rolled_back"
     # The analysis is a rollout of the fleet like any other: `canary rollout status` shows it.
