@@ -26,13 +26,24 @@ SCRIPTS = (
     "take_service",
 )
 
+# Pieces of lua/ a script starts with: Redis runs each script on its own, so a helper two scripts
+# share is prepended to their text rather than called.
+USES: dict[str, tuple[str, ...]] = {
+    "record_batch": ("add_chunked",),
+    "seal_window": ("add_chunked",),
+}
+
+
+def _read(name: str) -> str:
+    return files("canary.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
 
 @cache
 def lua_source(name: str) -> str:
-    """The text of the script ``name`` shipped in canary/store/lua/."""
+    """The text of the script ``name`` shipped in canary/store/lua/, with the pieces it uses."""
     if name not in SCRIPTS:
         raise StoreError(f"unknown Lua script {name!r}; known: {', '.join(SCRIPTS)}")
-    return files("canary.store").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    return "".join(_read(piece) for piece in (*USES.get(name, ()), name))
 
 
 @contextmanager

@@ -195,6 +195,16 @@ def test_the_judge_state_of_an_older_record_moves_to_its_own_key(redis_url: str)
     assert store.load_engine("old-1") == {"evidence": [3]}
 
 
+def test_batches_and_seals_larger_than_one_lua_chunk(redis_url: str) -> None:
+    # Past a thousand values the scripts add them in chunks (unpack() is bounded).
+    store = Store.from_url(redis_url)
+    assert store.record_batch("r1", "w", "b0", [_res(i) for i in range(2_500)]) is True
+    assert len(store.window_results("r1", "w")) == 2_500
+    expected = [f"b{i}" for i in range(2_500)]
+    assert store.seal_window("r1", "w", expected) == {"b0"}
+    assert store.window_accounting("r1", "w")["missing"] == set(expected[1:])
+
+
 # Every public call, with arguments, that talks to Redis: each must fail as a StoreError.
 _CALLS: list[tuple[str, Callable[[Store], object]]] = [
     ("create_rollout", lambda s: s.create_rollout({"id": "r1"})),

@@ -8,12 +8,6 @@ if ARGV[3] ~= '' then
   redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
   redis.call('EXPIRE', KEYS[4], ARGV[2])
 end
--- unpack() is bounded by Lua's C stack, so large batches are appended in chunks.
-local i = 4
-while i <= #ARGV do
-  local j = math.min(i + 999, #ARGV)
-  redis.call('RPUSH', KEYS[2], unpack(ARGV, i, j))
-  i = j + 1
-end
+add_chunked('RPUSH', KEYS[2], ARGV, 4)
 if #ARGV >= 4 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 return redis.call('SCARD', KEYS[1])

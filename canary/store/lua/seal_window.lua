@@ -16,12 +16,7 @@ for i = 2, #ARGV do
   end
 end
 redis.call('DEL', KEYS[3])
-local i = 1
-while i <= #missing do
-  local j = math.min(i + 999, #missing)
-  redis.call('SADD', KEYS[3], unpack(missing, i, j))
-  i = j + 1
-end
+add_chunked('SADD', KEYS[3], missing, 1)
 if #missing > 0 then redis.call('EXPIRE', KEYS[3], ARGV[1]) end
 if #KEYS >= 6 then
   local entries = redis.call('HGETALL', KEYS[4])
