@@ -27,7 +27,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis
 import requests
 
 from canary.errors import StoreError
@@ -350,7 +349,7 @@ class Pacer:
             by_store.setdefault(id(job.store), []).append(job)
         for group in by_store.values():
             claims = [(j.rid, j.window, j.batch_id, j.owner) for j in group]
-            with contextlib.suppress(StoreError, redis.RedisError):
+            with contextlib.suppress(StoreError):
                 group[0].store.refresh_claims(claims, CLAIM_TTL_S)
 
     def _flush(self, regular: list[_Job], urgent_jobs: list[_Job]) -> None:
@@ -383,7 +382,7 @@ class Pacer:
                 continue
             try:
                 status = group[0].store.record_interim(rid, window, entries) if entries else 0
-            except (StoreError, redis.RedisError) as exc:
+            except StoreError as exc:
                 # Best effort: the batch record is what counts; these runs go again next time.
                 for job, finished in taken:
                     with job.lock:
@@ -443,7 +442,7 @@ class Pacer:
             log.error("batch %s could not be recorded: %s", job.batch_id, exc)
             job.summary = {"batch_id": job.batch_id, "recorded": False, "error": str(exc)}
         finally:
-            with contextlib.suppress(StoreError, redis.RedisError):
+            with contextlib.suppress(StoreError):
                 job.store.release_claim(job.rid, job.window, job.batch_id, job.owner)
             with self._lock:
                 self._jobs.pop(job.owner, None)
@@ -569,7 +568,7 @@ def submit_batch(
     elif time.time() > give_up:
         skipped = "too late: the window was judged without it"
     if skipped:
-        with contextlib.suppress(StoreError, redis.RedisError):
+        with contextlib.suppress(StoreError):
             store.release_claim(rid, window, batch_id, owner)
         return {"batch_id": batch_id, "skipped": skipped}, None
     targets = [

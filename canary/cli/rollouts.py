@@ -273,12 +273,10 @@ def _follow(
     store: Store, followed: Followed, console: Console, deadline: float, fleet: RunFleet
 ) -> bool:
     """follow(), riding out short Redis outages; RedisLost when Redis is gone."""
-    import redis
-
     while True:
         try:
             return follow(store, [followed], console, deadline=deadline)
-        except (redis.exceptions.RedisError, StoreError, OSError) as exc:
+        except (StoreError, OSError) as exc:
             console.print(f"canary: Redis: {exc}", style="yellow", highlight=False, markup=False)
             lost = _wait_for_redis(store, fleet)
             if lost:

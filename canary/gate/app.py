@@ -7,7 +7,6 @@ import logging
 import time
 from typing import Any
 
-import redis
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -100,7 +99,7 @@ def build_app(
     async def unavailable(request: Request, exc: Exception) -> Response:
         # Redis or the broker away: an error, which Argo counts toward consecutiveErrorLimit
         # and Flagger as a failed check, never a pass.
-        away = isinstance(exc, StoreError | redis.RedisError)
+        away = isinstance(exc, StoreError)
         what = "the fleet's Redis is unreachable" if away else "the gate failed"
         detail = redact(str(exc))
         log.warning("%s: %s", what, detail)
@@ -141,7 +140,6 @@ def build_app(
         exception_handlers={
             _Refused: _refused,
             CanaryError: unavailable,
-            redis.RedisError: unavailable,
         },
     )
 

@@ -14,7 +14,9 @@ from canary.errors import StoreError
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-# What "Redis is away" looks like from here: the store maps its errors, raw clients do not.
+# What "Redis is away" looks like from here: the Store maps its errors to StoreError, but a
+# coordinator step also publishes to the broker (apply_async on the same Redis) outside any
+# Store call, and that can fail with the client's own error.
 UNREACHABLE: tuple[type[Exception], ...] = (StoreError, redis.RedisError)
 
 

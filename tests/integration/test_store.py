@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import pytest
 
 from canary.errors import StoreError
 from canary.probing.result import TransactionResult
-from canary.store import Store
+from canary.store import Keys, Store, connect
+from canary.store.base import SCRIPTS, lua_source
 from canary.store.redis_store import HISTORY_KEPT, INTERIM_TTL_S, SEALED_INTERIM_TTL_S
 
 
@@ -191,3 +193,72 @@ def test_the_judge_state_of_an_older_record_moves_to_its_own_key(redis_url: str)
     assert record is not None and store.save_record(record)
     assert "engine" not in (store.load_rollout("old-1") or {})
     assert store.load_engine("old-1") == {"evidence": [3]}
+
+
+def test_batches_and_seals_larger_than_one_lua_chunk(redis_url: str) -> None:
+    # Past a thousand values the scripts add them in chunks (unpack() is bounded).
+    store = Store.from_url(redis_url)
+    assert store.record_batch("r1", "w", "b0", [_res(i) for i in range(2_500)]) is True
+    assert len(store.window_results("r1", "w")) == 2_500
+    expected = [f"b{i}" for i in range(2_500)]
+    assert store.seal_window("r1", "w", expected) == {"b0"}
+    assert store.window_accounting("r1", "w")["missing"] == set(expected[1:])
+
+
+# Every public call, with arguments, that talks to Redis: each must fail as a StoreError.
+_CALLS: list[tuple[str, Callable[[Store], object]]] = [
+    ("create_rollout", lambda s: s.create_rollout({"id": "r1"})),
+    ("load_rollout", lambda s: s.load_rollout("r1")),
+    ("load_engine", lambda s: s.load_engine("r1")),
+    ("save_rollout", lambda s: s.save_rollout({"id": "r1"})),
+    ("list_rollouts", lambda s: s.list_rollouts()),
+    ("take_service", lambda s: s.take_service("svc", "r1")),
+    ("service_holder", lambda s: s.service_holder("svc")),
+    ("release_service", lambda s: s.release_service("svc", "r1")),
+    ("lock", lambda s: s.lock("r1").__enter__()),
+    ("append_event", lambda s: s.append_event("r1", "x", {})),
+    ("read_events", lambda s: s.read_events("r1")),
+    ("push_control", lambda s: s.push_control("r1", "pause")),
+    ("pop_controls", lambda s: s.pop_controls("r1")),
+    ("answer_command", lambda s: s.answer_command("r1", "c", "ok")),
+    ("command_answer", lambda s: s.command_answer("r1", "c")),
+    ("record_batch", lambda s: s.record_batch("r1", "w", "b", [_res(0)])),
+    ("set_expected", lambda s: s.set_expected("r1", "w", {"b": 1})),
+    ("seal_window", lambda s: s.seal_window("r1", "w", ["b"])),
+    ("is_sealed", lambda s: s.is_sealed("r1", "w")),
+    ("window_accounting", lambda s: s.window_accounting("r1", "w")),
+    ("claim_batch", lambda s: s.claim_batch("r1", "w", "b", "me", 1.0)),
+    ("refresh_claim", lambda s: s.refresh_claim("r1", "w", "b", "me", 1.0)),
+    ("refresh_claims", lambda s: s.refresh_claims([("r1", "w", "b", "me")], 1.0)),
+    ("release_claim", lambda s: s.release_claim("r1", "w", "b", "me")),
+    ("recorded_batches", lambda s: s.recorded_batches("r1", "w")),
+    ("add_window", lambda s: s.add_window("r1", "w")),
+    ("windows", lambda s: s.windows("r1")),
+    ("window_results", lambda s: s.window_results("r1", "w")),
+    ("all_results", lambda s: s.all_results("r1")),
+    ("add_history", lambda s: s.add_history("svc", [_res(0)])),
+    ("history_size", lambda s: s.history_size("svc", "browse")),
+    ("history", lambda s: s.history("svc", "browse")),
+    ("save_monitor", lambda s: s.save_monitor({"service": "svc"})),
+    ("load_monitor", lambda s: s.load_monitor("svc")),
+    ("list_monitors", lambda s: s.list_monitors()),
+    ("remove_monitor", lambda s: s.remove_monitor("svc")),
+    ("claim_monitor_tick", lambda s: s.claim_monitor_tick("svc", 1.0)),
+]
+
+
+@pytest.mark.parametrize("call", [c for _, c in _CALLS], ids=[n for n, _ in _CALLS])
+def test_every_call_fails_as_a_store_error_when_redis_is_away(
+    call: Callable[[Store], object],
+) -> None:
+    # Nothing listens on port 1: the client's connection error must not leave the store raw.
+    store = Store(connect("redis://127.0.0.1:1/0"), Keys("canary"))
+    with pytest.raises(StoreError):
+        call(store)
+
+
+def test_the_scripts_are_loaded_by_name_from_the_package() -> None:
+    for name in SCRIPTS:
+        assert "redis.call" in lua_source(name)
+    with pytest.raises(StoreError, match="unknown Lua script 'nope'; known: claim_tick"):
+        lua_source("nope")

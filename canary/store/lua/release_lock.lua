@@ -1,0 +1,3 @@
+-- KEYS: lock or claim. ARGV: holder token. Deletes the key only while that token holds it.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
