@@ -6,6 +6,10 @@ thread, and the transactions themselves run on one bounded pool that all batches
 order their probes fall due. A probe that could not start near its due time is dropped and
 counted (``meta["late"]``) rather than fired in a burst, and a failed canary run is pushed at
 once and wakes an interim check (rate-limited), instead of waiting for the next push.
+
+One module though long: the pacer, its I/O pool and the batch's claim and record share the
+batch's lifecycle and its locks, and reading them apart would hide how a batch is never
+probed twice.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ left behind:
    grandchildren, children started from threads, and systems without prctl). Before that it
    runs the parent's last will, if one is set (``set_last_will``): `canary run` leaves one that
    sends its rollout's traffic to stable.
+
+Long because the three layers above only work together: split, a reader could miss the one
+that keeps a child from outliving a ``kill -9``.
 """
 
 from __future__ import annotations

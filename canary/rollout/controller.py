@@ -10,6 +10,9 @@ back). Celery-free: the caller passes a Dispatcher that schedules the next tasks
 
 What a decision changes and how a rollout ends is ``outcome``; operator commands and pauses are
 ``operator``; acting without Redis is ``offline``; stuck rollouts are ``stuck``.
+
+Long because it reads as a list: each of the three entry points and the step functions it
+calls, in order, as Argo Rollouts' ``rolloutCanary`` does.
 """
 
 from __future__ import annotations
