@@ -27,7 +27,8 @@ from canary.rollout.config import RolloutConfig, load_rollout
 from canary.settings import load_settings, redact_url
 from canary.store import Store
 
-EXIT_BY_STATE = {"promoted": 0, "rolled_back": 3, "aborted": 3, "failed": 1}
+EXIT_FAILURE = 1
+EXIT_BY_STATE = {"promoted": 0, "rolled_back": 3, "aborted": 3, "failed": EXIT_FAILURE}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,7 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "with its reasons. It uses the fleet that is running (CANARY_REDIS_URL, else `canary "
         "local up`), or starts a private Redis and workers and stops them at the end, keeping "
         "the record, recording and report under $CANARY_HOME/runs/ID/. Ctrl-C, SIGTERM and "
-        "SIGHUP send the traffic to stable and end the rollout with the reason.",
+        "SIGHUP send the traffic to stable and end the rollout as failed with the reason "
+        "(exit 1).",
         epilog=epilog(
             [
                 "canary run configs/rollouts/example.yaml",
@@ -49,9 +51,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                 1: "any other failure (the rollout failed, Redis was lost)",
                 2: "invalid input (every problem as FILE:LINE:COL)",
                 3: "rolled back or aborted (traffic on stable)",
-                129: "stopped by SIGHUP (traffic sent to stable first)",
-                130: "stopped by Ctrl-C (traffic sent to stable first)",
-                143: "stopped by SIGTERM (traffic sent to stable first)",
             },
         ),
         formatter_class=HelpFormatter,
@@ -353,7 +352,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 style="bold red",
                 highlight=False,
             )
-            return 128 + stop.signum
+            # specs/cli.md fixes run's exit codes: a signal is "any other failure".
+            return EXIT_FAILURE
 
 
 def _run(
@@ -407,7 +407,7 @@ def _follow_to_end(
             done = _abandon(store, config, rollout_id, f"`canary run` was interrupted ({name})")
             _print_kept(console, store, rollout_id, fleet)
         console.print(f"canary: interrupted by {name}: {done}", style="bold red", highlight=False)
-        return 128 + signum
+        return EXIT_FAILURE
     except RedisLost as exc:
         with _shielded():
             failed = StableRoute.of(config, rollout_id).send()
@@ -434,7 +434,7 @@ def _follow_to_end(
     record = followed.final or {}
     if as_json:
         print(final_json(record), flush=True)
-    return EXIT_BY_STATE.get(str(record.get("state")), 1)
+    return EXIT_BY_STATE.get(str(record.get("state")), EXIT_FAILURE)
 
 
 def _print_kept(console: Console, store: Store, rollout_id: str, fleet: RunFleet) -> None:
