@@ -8,12 +8,11 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
 from canary.cli.helptext import HelpFormatter, epilog, helped
 from canary.documents import load_document
 from canary.errors import ConfigError, Problem
 from canary.probing import Target, run_transaction
+from canary.probing.fastpath import ProbeSession
 from canary.transactions import load_transaction, transaction_schema
 
 EXIT_OK = 0
@@ -174,7 +173,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
     target = Target(args.version_label, _check_target(args.target), _headers(args.header))
     tx = load_transaction(args.file)
     ok = 0
-    with requests.Session() as session:
+    # The workers' session: the same deadlines and connection handling as a rollout's probes.
+    with ProbeSession() as session:
         for i in range(1, args.count + 1):
             result = run_transaction(tx, target, session=session)
             ok += result.ok

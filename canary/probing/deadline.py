@@ -1,4 +1,4 @@
-"""A hard deadline over one HTTP exchange (connect, TLS, request, status line, headers, body).
+"""A hard deadline over one HTTP exchange (DNS, connect, TLS, request, status line, headers, body).
 
 A socket timeout bounds each read, and a server that drips one byte at a time restarts it with
 every byte: the exchange, and the worker thread running it, could last forever. Here every
@@ -6,16 +6,21 @@ exchange registers its deadline with one watchdog thread per process; when a dea
 the watchdog shuts the exchange's socket down, which ends the read blocked on it at once. The
 connection and response classes below (used by ``fastpath.ProbeAdapter``'s pools) tell the
 exchange which socket it is on, whether that connection was reused, and which part of the
-answer it is reading, so a stalled exchange fails saying where it stalled.
+answer it is reading, so a stalled exchange fails saying where it stalled. Name resolution
+cannot be interrupted (``getaddrinfo`` blocks in libc), so it runs on a small pool of resolver
+threads; the exchange waits for it only until its deadline.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import heapq
 import http.client
+import ipaddress
 import itertools
 import os
+import queue
 import socket
 import threading
 import time
@@ -25,9 +30,12 @@ from typing import Any
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import NameResolutionError, NewConnectionError
+from urllib3.util.connection import allowed_gai_family
 
 # Where an exchange can be: the order is the order of an HTTP/1.1 exchange.
-CONNECT, TLS, REQUEST, STATUS, HEADERS, BODY = (
+DNS, CONNECT, TLS, REQUEST, STATUS, HEADERS, BODY = (
+    "DNS",
     "connect",
     "TLS handshake",
     "request",
@@ -135,10 +143,50 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
+class _Resolver:
+    """getaddrinfo on daemon threads: a name server that never answers holds one of them until
+    libc gives up (timeout x attempts in resolv.conf), never a probe past its deadline, nor the
+    process at exit (a ThreadPoolExecutor's threads are joined then)."""
+
+    THREADS = 16
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[tuple[concurrent.futures.Future[Any], tuple[Any, ...]]]
+        self.jobs = queue.SimpleQueue()
+        self.lock = threading.Lock()
+        self.threads: list[threading.Thread] = []
+
+    def submit(self, *args: Any) -> concurrent.futures.Future[Any]:
+        job: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.jobs.put((job, args))
+        with self.lock:
+            self.threads = [t for t in self.threads if t.is_alive()]
+            if len(self.threads) < self.THREADS:
+                t = threading.Thread(target=self._run, name="probe-dns", daemon=True)
+                t.start()
+                self.threads.append(t)
+        return job
+
+    def _run(self) -> None:
+        while True:
+            job, args = self.jobs.get()
+            if not job.set_running_or_notify_cancel():
+                continue
+            try:
+                job.set_result(socket.getaddrinfo(*args))
+            except BaseException as exc:
+                job.set_exception(exc)
+
+
+_resolver = _Resolver()
+
+
 def _after_fork() -> None:
-    # A forked child (a prefork Celery worker) has no watchdog thread, and maybe a held lock.
-    global _watchdog
+    # A forked child (a prefork Celery worker) has no watchdog or resolver threads, and maybe
+    # a held lock.
+    global _watchdog, _resolver
     _watchdog = _Watchdog()
+    _resolver = _Resolver()
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -189,16 +237,45 @@ class _Tracked:
     sock: socket.socket | None
     _new_socket = False  # the socket has not carried a request yet
 
+    _dns_host: str
+    port: int
+
     def _new_conn(self) -> socket.socket:
         ex = current()
-        if ex is not None:
-            ex.tracked, ex.phase = True, CONNECT
-        sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        if ex is None or _is_address(self._dns_host):
+            if ex is not None:
+                ex.tracked, ex.phase = True, CONNECT
+            sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+        else:
+            sock = self._connect_resolved(ex)
         self._new_socket = True
         if ex is not None:
             ex.attach(sock)
             ex.phase = TLS if isinstance(self, HTTPSConnection) else REQUEST
         return sock
+
+    def _connect_resolved(self, ex: Exchange) -> socket.socket:
+        """Resolve within the exchange's deadline, then connect to each address in turn (as
+        urllib3 does with the name): the host name, for TLS and Host, is left as it was."""
+        name = self._dns_host
+        ex.tracked, ex.phase = True, DNS
+        addresses = _resolve(self, ex, name)
+        ex.phase = CONNECT
+        last: Exception | None = None
+        for address in addresses:
+            self._dns_host = address
+            try:
+                sock: socket.socket = super()._new_conn()  # type: ignore[misc]
+            except NewConnectionError as exc:
+                last = exc
+                if ex.expired:
+                    break
+                continue
+            finally:
+                self._dns_host = name
+            return sock
+        assert last is not None, "getaddrinfo answers at least one address or raises"
+        raise last
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         ex = current()
@@ -213,6 +290,33 @@ class _Tracked:
             super().request(*args, **kwargs)  # type: ignore[misc]
         finally:
             self._new_socket = False
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _resolve(conn: Any, ex: Exchange, name: str) -> list[str]:
+    """The addresses of ``name``, in getaddrinfo's order, or the failure urllib3 would raise."""
+    job = _resolver.submit(name, conn.port, allowed_gai_family(), socket.SOCK_STREAM)
+    try:
+        infos = job.result(timeout=max(0.0, ex.deadline - time.monotonic()))
+    except concurrent.futures.TimeoutError:
+        with ex.lock:
+            if not ex.expired:
+                ex.expired, ex.stalled = True, DNS
+        raise NewConnectionError(conn, f"no DNS answer for {name}") from None
+    except socket.gaierror as exc:
+        raise NameResolutionError(name, conn, exc) from exc
+    out: list[str] = []
+    for *_, sockaddr in infos:
+        if sockaddr[0] not in out:
+            out.append(str(sockaddr[0]))
+    return out
 
 
 class TrackedHTTPConnection(_Tracked, HTTPConnection):

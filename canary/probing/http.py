@@ -100,6 +100,7 @@ Redirects = RedirectPolicyName | Literal["stay"]
 # What a request still carries after a redirect to another origin (under follow_redirects: any).
 _CROSS_ORIGIN_HEADERS = ("user-agent", "content-type")
 _STALLED = {
+    deadline.DNS: "no DNS answer within {}s",
     deadline.CONNECT: "no connection within {}s",
     deadline.TLS: "no TLS handshake within {}s",
     deadline.REQUEST: "request not sent within {}s",
