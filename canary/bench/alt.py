@@ -123,7 +123,7 @@ class Noise:
 
 def _normal_cdf(x: np.ndarray) -> np.ndarray:
     erf = np.frompyfunc(math.erf, 1, 1)
-    return 0.5 * (1.0 + erf(x / math.sqrt(2.0)).astype(float))
+    return 0.5 * (1.0 + np.asarray(erf(x / math.sqrt(2.0)), dtype=float))
 
 
 def _ar1(rng: np.random.Generator, n: int, rho: float, sd: float) -> np.ndarray:
