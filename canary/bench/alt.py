@@ -51,29 +51,38 @@ _FAILURE_WEIGHTS = np.array([0.35, 0.25, 0.1, 0.15, 0.15])
 
 @dataclass(frozen=True)
 class Shape:
-    """One transaction's latency in the alt noise: a gamma or Weibull body whose consecutive
-    runs are AR(1)-correlated (a normal AR(1) series mapped through the body's quantiles, so
-    the body keeps its shape), scaled so that the marginal p95 (body and tail) is where the
-    default generator puts it; GC pauses (2-4x), rare 5-20x outliers and timeouts on top;
-    failures clustered in short runs."""
+    """One transaction's latency in the alt noise: a floor (the work every run does) plus a
+    gamma or Weibull body whose consecutive runs are correlated (normal scores, a share of
+    them an AR(1) series, mapped through the body's quantiles so the body keeps its shape),
+    scaled so that the marginal p95 (floor, body and tail) is where the default generator puts
+    it; GC pauses (2-4x), rare 5-20x outliers and timeouts on top; failures in short runs."""
 
     family: str  # "gamma" or "weibull"
     k: float  # the body's shape parameter
     scale: float  # ms
-    rho: float  # AR(1) correlation between consecutive runs of one version
+    floor: float  # share of the median that every run takes
+    rho: float  # AR(1) coefficient of the correlated part of consecutive runs' scores
+    share: float  # share of the scores' variance that is that AR(1) part
     gc_p: float
     out_p: float
     timeout_p: float
     burst: float  # mean length of a run of failures (they come in short runs)
 
     def body(self, z: np.ndarray) -> np.ndarray:
-        """The body at standard normal scores ``z`` (unit mean for gamma, unit scale Weibull)."""
+        """Floor plus body at standard normal scores ``z``, in units of the body's median."""
         if self.family == "gamma":
             # Wilson-Hilferty: a gamma(k) quantile from a normal score, close for k >= 1.
             c = 1.0 / (9.0 * self.k)
-            return np.maximum(1.0 - c + z * math.sqrt(c), 0.05) ** 3
-        u = np.clip(_normal_cdf(z), 1e-12, 1.0 - 1e-12)
-        return (-np.log1p(-u)) ** (1.0 / self.k)
+            b = np.maximum(1.0 - c + z * math.sqrt(c), 0.05) ** 3 / (1.0 - c) ** 3
+        else:
+            u = np.clip(_normal_cdf(z), 1e-12, 1.0 - 1e-12)
+            b = ((-np.log1p(-u)) / math.log(2.0)) ** (1.0 / self.k)
+        return self.floor + (1.0 - self.floor) * b
+
+    def scores(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """Standard normal scores of ``n`` consecutive runs, a share of them AR(1)."""
+        own = rng.standard_normal(n) * math.sqrt(1.0 - self.share)
+        return _ar1(rng, n, self.rho, math.sqrt(self.share)) + own
 
     def tail(self, rng: np.random.Generator, n: int) -> np.ndarray:
         u = rng.random(n)
@@ -226,7 +235,9 @@ def _shape(txn: str, spread: float, rng: np.random.Generator) -> Shape:
         family=family,
         k=k,
         scale=1.0,
+        floor=float(rng.uniform(0.2, 0.5)),
         rho=float(rng.uniform(0.3, 0.8)),
+        share=float(rng.uniform(0.3, 0.7)),
         gc_p=float(rng.uniform(0.005, 0.02)) * spread,
         out_p=float(rng.uniform(0.001, 0.004)) * spread,
         timeout_p=float(rng.uniform(0.0002, 0.001)),
@@ -310,7 +321,7 @@ def _stream(
             mult = mult * eff.latency(t)
         if eff.errors is not None:
             p_err = p_err + eff.errors(t)
-    body = shape.body(_ar1(rng, n, shape.rho, 1.0))
+    body = shape.body(shape.scores(rng, n))
     lat = shape.scale * mult * body * shape.tail(rng, n)
     timeout = (rng.random(n) < shape.timeout_p) | (lat >= TIMEOUT_MS)
     lat = np.where(timeout, TIMEOUT_MS, lat)
