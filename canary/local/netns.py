@@ -38,6 +38,8 @@ class HostNet:
     subnet: int
     namespaces: dict[str, str] = field(default_factory=dict)
     addresses: dict[str, str] = field(default_factory=dict)
+    # This machine's ends of the veth pairs: one left out of a half-built host goes in destroy.
+    links: list[str] = field(default_factory=list)
 
     @property
     def bridge(self) -> str:
@@ -49,8 +51,23 @@ class HostNet:
         return f"10.231.{self.subnet}.1"
 
     def create(self, hosts: tuple[str, ...]) -> None:
+        """Build the bridge and the hosts; CanaryError naming the command that failed (what was
+        built stays until ``destroy``)."""
         if len(hosts) > MAX_HOSTS:
             raise CanaryError(f"at most {MAX_HOSTS} namespace hosts, not {len(hosts)}")
+        try:
+            self._create(hosts)
+        except subprocess.CalledProcessError as exc:
+            command = " ".join(str(a) for a in exc.cmd)
+            raise CanaryError(
+                f"cannot build the hosts: `{command}`: {exc.stderr.strip()}"
+            ) from None
+        except subprocess.TimeoutExpired as exc:
+            raise CanaryError(
+                f"cannot build the hosts: `{' '.join(exc.cmd)}` took over {exc.timeout:g} s"
+            ) from None
+
+    def _create(self, hosts: tuple[str, ...]) -> None:
         _ip("link", "add", "name", self.bridge, "type", "bridge")
         _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
@@ -59,6 +76,7 @@ class HostNet:
             _ip("netns", "add", ns)
             self.namespaces[host] = ns
             _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+            self.links.append(outer)
             _ip("link", "set", outer, "master", self.bridge)
             _ip("link", "set", outer, "up")
             _ip("link", "set", inner, "netns", ns)
@@ -72,6 +90,9 @@ class HostNet:
         # Deleting a namespace deletes the veth end inside it, and with it the pair.
         for ns in self.namespaces.values():
             _ip("netns", "del", ns, check=False)
+        for link in self.links:
+            if _ip("link", "show", link, check=False).returncode == 0:
+                _ip("link", "del", link, check=False)
         _ip("link", "del", self.bridge, check=False)
 
     def run_in(self, host: str, argv: list[str]) -> list[str]:

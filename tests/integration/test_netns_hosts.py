@@ -9,8 +9,11 @@ and the demo services only over its veth. Workers start with the documented `can
 
 from __future__ import annotations
 
+import random
+import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from canary.cli.rollouts import start
 from canary.errors import CanaryError
 from canary.local import ManagedProcess, free_port, start_redis
 from canary.local.demo import demo_argv
-from canary.local.netns import HostNet, host_network
+from canary.local.netns import HostNet, can_build, host_network
 from canary.rollout import state as st
 from canary.rollout.config import load_rollout
 from canary.store import Store
@@ -129,3 +132,21 @@ def test_one_rollout_probes_from_three_hosts(testnet: HostNet, tmp_path: Path) -
     finally:
         for proc in reversed(procs):
             proc.stop(timeout=5)
+
+
+def test_a_host_that_cannot_be_built_is_a_clear_error_and_leaves_nothing_behind() -> None:
+    if why := can_build():
+        pytest.fail(why)
+    net = HostNet(tag=uuid.uuid4().hex[:4], subnet=random.randint(2, 250))
+    try:
+        # The second host's namespace name is not one `ip netns add` accepts.
+        with pytest.raises(CanaryError, match=r"cannot build the hosts: `ip netns add canary-"):
+            net.create(("host1", "bad/name"))
+        assert set(net.namespaces) == {"host1"}
+    finally:
+        net.destroy()
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"canary-{net.tag}-" not in namespaces
+    for link in (net.bridge, *net.links):
+        shown = subprocess.run(["ip", "link", "show", link], capture_output=True, text=True)
+        assert shown.returncode != 0, shown.stdout
