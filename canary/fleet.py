@@ -39,6 +39,7 @@ from canary.probing.http import ProbeSession
 from canary.probing.result import TransactionResult
 from canary.rollout.windows import STRAGGLER_GRACE_S, BatchSpec
 from canary.store import Store
+from canary.store.retry import retry
 from canary.transactions import Transaction
 
 log = logging.getLogger(__name__)
@@ -508,22 +509,26 @@ def _record_job(job: _Job) -> dict[str, Any]:
 
 
 def _record(
-    store: Store, spec: dict[str, Any], results: list[TransactionResult], meta: dict[str, Any]
+    store: Store,
+    spec: dict[str, Any],
+    results: list[TransactionResult],
+    meta: dict[str, Any],
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
 ) -> int:
     """Record with backoff while Redis is away: probe results are too costly to drop."""
-    deadline = time.monotonic() + RECORD_RETRY_S
-    delay = 0.25
-    while True:
-        try:
-            return store.record_batch_status(
-                spec["rollout_id"], spec["window"], spec["batch_id"], results, meta=meta
-            )
-        except StoreError:
-            if time.monotonic() + delay > deadline:
-                raise
-            log.warning("batch %s: Redis unreachable, retrying in %.1fs", spec["batch_id"], delay)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    return retry(
+        lambda: store.record_batch_status(
+            spec["rollout_id"], spec["window"], spec["batch_id"], results, meta=meta
+        ),
+        deadline_s=RECORD_RETRY_S,
+        what=f"recording batch {spec['batch_id']}",
+        first_delay_s=0.25,
+        max_delay_s=5.0,
+        sleep=sleep,
+        clock=clock,
+    )
 
 
 def submit_batch(

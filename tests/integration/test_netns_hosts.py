@@ -1,8 +1,8 @@
 """Several hosts, really: probe workers in three network namespaces, one rollout probing from all.
 
-The test makes its own network: a bridge holding 10.231.X.1/24 (X random per run) with one
-veth pair per namespace, so each "host" has its own address and reaches Redis and the demo
-services only over its veth. Workers start with the documented `canary worker` command under
+The test makes its own network (canary.local.netns): a bridge holding 10.231.X.1/24 (X random
+per run) with one veth pair per namespace, so each "host" has its own address and reaches Redis
+and the demo services only over its veth. Workers start with the documented `canary worker` command under
 `ip netns exec`, each consuming its own environment queue. Batches record where they ran
 (host label and the source address the host's kernel picks), which shows every host probed.
 """
@@ -10,13 +10,11 @@ services only over its veth. Workers start with the documented `canary worker` c
 from __future__ import annotations
 
 import random
-import shutil
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +22,10 @@ import pytest
 import yaml
 
 from canary.cli.rollouts import start
+from canary.errors import CanaryError
 from canary.local import ManagedProcess, free_port, start_redis
 from canary.local.demo import demo_argv
+from canary.local.netns import HostNet, can_build, host_network
 from canary.rollout import state as st
 from canary.rollout.config import load_rollout
 from canary.store import Store
@@ -35,69 +35,13 @@ BROWSE = str(ROOT / "configs" / "transactions" / "demo-browse.yaml")
 HOSTS = ("host1", "host2", "host3")
 
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=10)
-
-
-@dataclass
-class HostNet:
-    """A bridge on this host plus one namespace per test host, each joined by a veth pair."""
-
-    tag: str
-    subnet: int
-    namespaces: dict[str, str] = field(default_factory=dict)
-    addresses: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def bridge(self) -> str:
-        return f"cbr{self.tag}"
-
-    @property
-    def gateway(self) -> str:
-        return f"10.231.{self.subnet}.1"
-
-    def create(self, hosts: tuple[str, ...]) -> None:
-        _ip("link", "add", "name", self.bridge, "type", "bridge")
-        _ip("addr", "add", f"{self.gateway}/24", "dev", self.bridge)
-        _ip("link", "set", self.bridge, "up")
-        for i, host in enumerate(hosts, start=1):
-            ns, outer, inner = f"canary-{self.tag}-{host}", f"cv{self.tag}{i}h", f"cv{self.tag}{i}n"
-            _ip("netns", "add", ns)
-            self.namespaces[host] = ns
-            _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
-            _ip("link", "set", outer, "master", self.bridge)
-            _ip("link", "set", outer, "up")
-            _ip("link", "set", inner, "netns", ns)
-            address = f"10.231.{self.subnet}.{10 + i}"
-            _ip("-n", ns, "addr", "add", f"{address}/24", "dev", inner)
-            _ip("-n", ns, "link", "set", inner, "up")
-            _ip("-n", ns, "link", "set", "lo", "up")
-            self.addresses[host] = address
-
-    def destroy(self) -> None:
-        # Deleting a namespace deletes the veth end inside it, and with it the pair.
-        for ns in self.namespaces.values():
-            _ip("netns", "del", ns, check=False)
-        _ip("link", "del", self.bridge, check=False)
-
-
 @pytest.fixture()
 def testnet() -> Iterator[HostNet]:
-    if shutil.which("ip") is None:
-        pytest.fail("network namespaces need the `ip` command: apt-get install iproute2")
-    net = HostNet(tag=uuid.uuid4().hex[:4], subnet=random.randint(2, 250))
-    probe = f"canary-probe-{net.tag}"
-    got = _ip("netns", "add", probe, check=False)
-    if got.returncode != 0:
-        pytest.fail(
-            f"cannot create a network namespace (`ip netns add`; needs root): {got.stderr.strip()}"
-        )
-    _ip("netns", "del", probe, check=False)
     try:
-        net.create(HOSTS)
-        yield net
-    finally:
-        net.destroy()
+        with host_network(HOSTS) as net:
+            yield net
+    except CanaryError as exc:
+        pytest.fail(str(exc))
 
 
 def _worker(
@@ -188,3 +132,21 @@ def test_one_rollout_probes_from_three_hosts(testnet: HostNet, tmp_path: Path) -
     finally:
         for proc in reversed(procs):
             proc.stop(timeout=5)
+
+
+def test_a_host_that_cannot_be_built_is_a_clear_error_and_leaves_nothing_behind() -> None:
+    if why := can_build():
+        pytest.fail(why)
+    net = HostNet(tag=uuid.uuid4().hex[:4], subnet=random.randint(2, 250))
+    try:
+        # The second host's namespace name is not one `ip netns add` accepts.
+        with pytest.raises(CanaryError, match=r"cannot build the hosts: `ip netns add canary-"):
+            net.create(("host1", "bad/name"))
+        assert set(net.namespaces) == {"host1"}
+    finally:
+        net.destroy()
+    namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    assert f"canary-{net.tag}-" not in namespaces
+    for link in (net.bridge, *net.links):
+        shown = subprocess.run(["ip", "link", "show", link], capture_output=True, text=True)
+        assert shown.returncode != 0, shown.stdout

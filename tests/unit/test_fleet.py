@@ -1,9 +1,17 @@
-"""Pacing of a probe batch over its window."""
+"""Pacing of a probe batch over its window, and recording it while Redis is away."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, cast
+
+import pytest
+
+from canary import fleet
+from canary.errors import StoreError
 from canary.fleet import LATE_LIMIT_S, late_limit, probe_offsets
 from canary.rollout.controller import window_position
+from canary.store import Store
 
 
 def test_batches_interleave_over_the_window() -> None:
@@ -24,3 +32,42 @@ def test_late_limit_allows_two_spacings_never_less_than_the_floor() -> None:
     assert late_limit(0.0, 10) == float("inf")  # an unpaced batch is never late
     assert late_limit(10.0, 10) == LATE_LIMIT_S
     assert late_limit(60.0, 6) == 20.0
+
+
+class _AwayStore:
+    """A store whose record call fails while Redis is "away" for its first ``away`` calls."""
+
+    def __init__(self, away: int) -> None:
+        self.away = away
+        self.calls = 0
+
+    def record_batch_status(self, *args: Any, **kwargs: Any) -> int:
+        self.calls += 1
+        if self.calls <= self.away:
+            raise StoreError("cannot record batch b1: Connection refused")
+        return 3
+
+
+_SPEC = {"rollout_id": "r1", "window": "s0a0", "batch_id": "b1"}
+
+
+def _clocked() -> tuple[list[float], Callable[[float], None], Callable[[], float]]:
+    waits: list[float] = []
+    return waits, waits.append, lambda: sum(waits)
+
+
+def test_a_record_waits_out_redis_with_doubling_backoff() -> None:
+    store = _AwayStore(away=6)
+    waits, sleep, clock = _clocked()
+    status = fleet._record(cast(Store, store), _SPEC, [], {}, sleep=sleep, clock=clock)
+    assert status == 3 and store.calls == 7
+    assert waits == [0.25, 0.5, 1.0, 2.0, 4.0, 5.0]
+
+
+def test_a_record_gives_up_once_redis_stays_away_past_the_deadline() -> None:
+    store = _AwayStore(away=10_000)
+    waits, sleep, clock = _clocked()
+    with pytest.raises(StoreError):
+        fleet._record(cast(Store, store), _SPEC, [], {}, sleep=sleep, clock=clock)
+    assert sum(waits) <= fleet.RECORD_RETRY_S
+    assert sum(waits) + 5.0 >= fleet.RECORD_RETRY_S
