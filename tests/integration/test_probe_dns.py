@@ -75,9 +75,9 @@ def test_a_silent_name_server_fails_the_probe_at_its_deadline(
         "steps:\n"
         "  - {method: GET, url: /, expected_response_code: 200}\n"
     )
+    argv = [str(CANARY), "probe", str(tx), "--target", "http://shop.silent-dns.test:8080"]
     probe = subprocess.run(
-        ["ip", "netns", "exec", silent_dns_namespace, str(CANARY), "probe", str(tx)]
-        + ["--target", "http://shop.silent-dns.test:8080", "--count", "1"],
+        ["ip", "netns", "exec", silent_dns_namespace, *argv, "--count", "1"],
         capture_output=True,
         text=True,
         timeout=CEILING_S,
