@@ -251,7 +251,8 @@ def _shape(txn: str, spread: float, rng: np.random.Generator) -> Shape:
 def draw_noise(spec: Spec, kind: str, rng: np.random.Generator, steps: list[int] | None) -> Noise:
     spread = spec.sigma / SIGMA
     shapes = {txn: _shape(txn, spread, rng) for txn in spec.txns}
-    batch = int(rng.integers(3, 11))
+    # Batches of 3-10 runs, but no longer apart than about 10 s on average at low volume.
+    batch = max(1, min(int(rng.integers(3, 11)), round(10.0 * spec.rate)))
     arrivals = {
         v: Arrivals(
             batch=batch,
