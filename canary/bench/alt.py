@@ -21,9 +21,9 @@ from canary.bench.scenarios import (
     Mult,
     Spec,
     Truth,
-    _season,
     _window,
     build,
+    effects,
     scenario,
 )
 from canary.probing.result import TransactionResult
@@ -251,7 +251,8 @@ def _shape(txn: str, spread: float, rng: np.random.Generator) -> Shape:
 def draw_noise(spec: Spec, kind: str, rng: np.random.Generator, steps: list[int] | None) -> Noise:
     spread = spec.sigma / SIGMA
     shapes = {txn: _shape(txn, spread, rng) for txn in spec.txns}
-    batch = int(rng.integers(3, 11))
+    # Batches of 3-10 runs, but no longer apart than about 10 s on average at low volume.
+    batch = max(1, min(int(rng.integers(3, 11)), round(10.0 * spec.rate)))
     arrivals = {
         v: Arrivals(
             batch=batch,
@@ -291,12 +292,12 @@ def _stream(
     noise: Noise,
     txn: str,
     version: str,
-    t_lo: float,
-    t_hi: float,
+    span: tuple[float, float],
     rate: float,
     rng: np.random.Generator,
 ) -> list[TransactionResult]:
-    """One version's runs of one transaction over [t_lo, t_hi)."""
+    """One version's runs of one transaction over [t_lo, t_hi) = ``span``."""
+    t_lo, t_hi = span
     shape = noise.shapes[txn]
     err = (TXNS.get(txn) or _MANY[txn])[1] if spec.base_error is None else spec.base_error
     t = noise.arrivals[version].times(t_lo, t_hi, rate, rng)
@@ -307,20 +308,8 @@ def _stream(
     if t_hi <= 0.0:
         mult = mult * noise.history_lat
         p_err = p_err * noise.history_err
-    if spec.season:
-        mult = mult * _season(t)
-        p_err = p_err * _season(t)
-    own = spec.canary if version == "canary" else spec.stable
-    effects = [spec.common.get(txn), own.get(txn)]
-    if version == "canary":
-        effects.append(noise.warmup)
-    for eff in effects:
-        if eff is None:
-            continue
-        if eff.latency is not None:
-            mult = mult * eff.latency(t)
-        if eff.errors is not None:
-            p_err = p_err + eff.errors(t)
+    warm = noise.warmup if version == "canary" else None
+    mult, p_err = effects(spec, txn, version, t, mult, p_err, warm)
     body = shape.body(shape.scores(rng, n))
     lat = shape.scale * mult * body * shape.tail(rng, n)
     timeout = (rng.random(n) < shape.timeout_p) | (lat >= TIMEOUT_MS)
@@ -353,7 +342,7 @@ def generate_alt(kind: str, seed: int) -> tuple[Recording, Truth]:
     obs: list[TransactionResult] = []
     history: list[TransactionResult] = []
     for txn in spec.txns:
-        history += _stream(spec, noise, txn, "stable", -HISTORY_S, 0.0, HISTORY_RATE, rng)
+        history += _stream(spec, noise, txn, "stable", (-HISTORY_S, 0.0), HISTORY_RATE, rng)
         for version in ("stable", "canary"):
-            obs += _stream(spec, noise, txn, version, 0.0, DURATION_S, spec.rate, rng)
+            obs += _stream(spec, noise, txn, version, (0.0, DURATION_S), spec.rate, rng)
     return build(kind, seed, spec, truth, obs, history, steps=steps, tag="synthetic alt")

@@ -108,9 +108,12 @@ def run_one(task: tuple[str, int, Sequence[str], dict[str, Any], str]) -> dict[s
         lines = list(replay(rec, settings, judge=JUDGES[name]))
         res = outcome(rec, lines, truth.onset_t or 0.0)
         res["seconds"] = time.perf_counter() - t
-        # The reasons of the rollback, or of the last decision when there was none (a missed
-        # bad canary says what the judge thought of it): what --explain shows.
-        last = next((ln for ln in reversed(lines) if "action" in ln), None)
+        # The reasons of the rollback; else of the last hold (why a healthy canary was not
+        # promoted in time), else of the last decision (what the judge made of a missed bad
+        # canary): what --explain shows.
+        acts = [ln for ln in lines if "action" in ln]
+        last = next((ln for ln in reversed(acts) if ln["action"] in ("rollback", "hold")), None)
+        last = last or (acts[-1] if acts else None)
         res["reasons"] = [r[:300] for r in (last or {}).get("reasons", [])[:3]]
         if res["outcome"] == "rolled_back":
             res["first_reason"] = res["reasons"][0][:200] if res["reasons"] else ""
@@ -242,6 +245,7 @@ def explain(runs: list[dict[str, Any]], judge: str) -> list[dict[str, Any]]:
                 "weight": j["rollback_weight"] if rolled else j["final_weight"],
                 "outcome": j["outcome"],
                 "predictive": j["predictive"],
+                "holds": j["holds"],
                 "reasons": j.get("reasons", []),
             }
         )
@@ -253,6 +257,7 @@ def render_explain(items: list[dict[str, Any]], judge: str) -> str:
     for e in items:
         when = f"t={e['t']:.0f}s at {e['weight']}%"
         tag = " predictive" if e["predictive"] else ""
+        tag += f", {e['holds']} holds" if e.get("holds") else ""
         out.append(f"  {e['what']:15s} {e['kind']} seed {e['seed']}: {when}{tag} ({e['outcome']})")
         out.append(f"      {e['reasons'][0] if e['reasons'] else '(no reason given)'}")
     return "\n".join(out)

@@ -348,6 +348,31 @@ def _season(t: np.ndarray) -> np.ndarray:
     return 1.0 + 0.25 * np.sin(2.0 * np.pi * t / 1200.0)
 
 
+def effects(
+    spec: Spec,
+    txn: str,
+    version: str,
+    t: np.ndarray,
+    mult: np.ndarray,
+    p_err: np.ndarray,
+    extra: Effect | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The latency multiplier and failure probability of ``version``'s runs of ``txn`` at ``t``
+    after the spec's season and effects (and ``extra``), from their base values."""
+    if spec.season:
+        mult = mult * _season(t)
+        p_err = p_err * _season(t)
+    own = spec.canary if version == "canary" else spec.stable
+    for eff in (spec.common.get(txn), own.get(txn), extra):
+        if eff is None:
+            continue
+        if eff.latency is not None:
+            mult = mult * eff.latency(t)
+        if eff.errors is not None:
+            p_err = p_err + eff.errors(t)
+    return mult, p_err
+
+
 def _draw(
     spec: Spec,
     txn: str,
@@ -363,19 +388,7 @@ def _draw(
     n = max(0, int((t_hi - t_lo) * rate))
     # Probes are scheduled: one per slot, at a random instant within it.
     t = t_lo + (np.arange(n) + rng.random(n)) / rate
-    mult = np.ones(n)
-    p_err = np.full(n, err)
-    if spec.season:
-        mult *= _season(t)
-        p_err = p_err * _season(t)
-    own = spec.canary if version == "canary" else spec.stable
-    for eff in (spec.common.get(txn), own.get(txn)):
-        if eff is None:
-            continue
-        if eff.latency is not None:
-            mult = mult * eff.latency(t)
-        if eff.errors is not None:
-            p_err = p_err + eff.errors(t)
+    mult, p_err = effects(spec, txn, version, t, np.ones(n), np.full(n, err))
     lat = median * mult * np.exp(spec.sigma * rng.standard_normal(n))
     ok = rng.random(n) >= np.clip(p_err, 0.0, 1.0)
     status = np.where(ok, 200, 500)

@@ -125,3 +125,20 @@ def _exits(argv: list[str]) -> bool:
     with pytest.raises(SystemExit) as e:
         main(argv)
     return e.value.code == 2
+
+
+def test_a_draw_with_an_isolated_phase_replays_from_weight_0() -> None:
+    from canary.analysis.settings import EngineSettings
+    from canary.bench.reference import kayenta_factory
+    from canary.replay import replay
+
+    rec = next(
+        r
+        for r in (generate_alt("identical", s)[0] for s in range(8))
+        if r.rollout.steps and r.rollout.steps[0] == 0
+    )
+    # The fast reference judge: this test is about the schedule, not the engine's verdicts.
+    lines = list(replay(rec, EngineSettings(), judge=kayenta_factory))
+    # The isolated minute is judged at weight 0 and then the canary gets its first 5%.
+    assert lines[0]["t"] == 60.0 and lines[0]["weight"] in (0, 5)
+    assert lines[-1]["outcome"] in ("promoted", "rolled_back", "incomplete")
