@@ -61,7 +61,9 @@ def trend(values: Sequence[float]) -> Trend:
 def weighted_trend(
     values: Sequence[float], variances: Sequence[float]
 ) -> tuple[float, float, float]:
-    """Weighted least-squares slope per interval with known variances: (slope, z, fitted last)."""
+    """Weighted least-squares slope per interval: (slope, z, fitted last), the z no larger than
+    the variances given allow, and smaller when the residuals say the buckets are noisier or
+    correlated."""
     y = np.asarray(values, dtype=float)
     w = 1.0 / np.asarray(variances, dtype=float)
     x = np.arange(y.size, dtype=float)
@@ -71,7 +73,28 @@ def weighted_trend(
     if y.size < 3 or sxx <= 0:
         return 0.0, 0.0, float(y[-1]) if y.size else math.nan
     slope = float((w * (x - xm) * (y - ym)).sum() / sxx)
-    return slope, slope * math.sqrt(sxx), ym + slope * (x[-1] - xm)
+    z = slope * math.sqrt(sxx) / math.sqrt(_inflation((y - ym - slope * (x - xm)) * np.sqrt(w)))
+    return slope, z, ym + slope * (x[-1] - xm)
+
+
+def _inflation(resid: np.ndarray) -> float:
+    """How much noisier than their given variances a fit's standardized residuals (in time
+    order) say the points are: at least 1.
+
+    The variances come from each bucket's run count, as if runs were independent. Runs that
+    come in correlated bursts, heavy tails and slow wander make buckets noisier than that,
+    and neighbouring buckets alike: the factor is the residuals' own spread (quasi-likelihood)
+    times the effective-sample-size correction of their lag-1 correlation. It never lowers a
+    variance, so a fit is never more confident than the run counts allow.
+    """
+    n = resid.size
+    if n < 6:
+        return 1.0
+    ss = float((resid**2).sum())
+    dispersion = max(1.0, ss / (n - 2))
+    rho = float((resid[1:] * resid[:-1]).sum() / max(ss, 1e-300))
+    rho = min(rho, 0.9)
+    return dispersion * ((1.0 + rho) / (1.0 - rho) if rho > 0 else 1.0)
 
 
 def forecast_breach(values: Sequence[float], threshold: float, horizon: int) -> Forecast:
@@ -113,8 +136,8 @@ class Fit:
 def fit_against(
     x: Sequence[float], values: Sequence[float], variances: Sequence[float], at: float
 ) -> Fit | None:
-    """WLS of ``values`` on ``x`` with known ``variances``, evaluated at ``at``; None when x does
-    not vary."""
+    """WLS of ``values`` on ``x`` (in time order) with ``variances``, evaluated at ``at``, its z
+    and sd widened as ``_inflation`` says; None when x does not vary."""
     xs = np.asarray(x, dtype=float)
     y = np.asarray(values, dtype=float)
     w = 1.0 / np.asarray(variances, dtype=float)
@@ -127,6 +150,8 @@ def fit_against(
         return None
     slope = float((w * (xs - xm) * (y - ym)).sum() / sxx)
     pred = ym + slope * (at - xm)
-    sd = math.sqrt(1.0 / float(w.sum()) + (at - xm) ** 2 / sxx)
-    chi2 = float((w * (y - ym - slope * (xs - xm)) ** 2).sum())
-    return Fit(slope, slope * math.sqrt(sxx), pred, sd, chi2)
+    resid = (y - ym - slope * (xs - xm)) * np.sqrt(w)
+    chi2 = float((resid**2).sum())
+    k = _inflation(resid)
+    sd = math.sqrt(k * (1.0 / float(w.sum()) + (at - xm) ** 2 / sxx))
+    return Fit(slope, slope * math.sqrt(sxx / k), pred, sd, chi2)

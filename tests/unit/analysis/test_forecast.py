@@ -34,6 +34,28 @@ def test_weighted_trend_measures_the_slope_against_known_noise() -> None:
     assert weighted_trend([0.0, 0.0, 0.0, 1.0], [1.0, 1.0, 1.0, 100.0])[0] < 0.05
 
 
+def test_a_trend_made_by_noise_the_variances_understate_is_discounted() -> None:
+    # Buckets said to have sd 0.05 but wandering with sd 0.15 and lag-1 correlation 0.7:
+    # the runs were not independent. Its z must be judged against the spread it really has.
+    hits_known, hits_widened = 0, 0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        e = np.empty(24)
+        e[0] = rng.normal(0, 0.15)
+        for i in range(1, 24):
+            e[i] = 0.7 * e[i - 1] + rng.normal(0, 0.15 * math.sqrt(1 - 0.49))
+        slope, z, _ = weighted_trend(list(e), [0.05**2] * 24)
+        known = slope * math.sqrt(float(((np.arange(24) - 11.5) ** 2).sum())) / 0.05
+        hits_known += known >= 4.5
+        hits_widened += z >= 4.5
+    assert hits_known > 20  # taken at their word, the variances see trends everywhere
+    assert hits_widened <= max(5, hits_known // 10)
+    # A real trend on noise the variances describe keeps its z.
+    rng = np.random.default_rng(6)
+    up = list(0.01 * np.arange(20) + rng.normal(0, 0.05, 20))
+    assert weighted_trend(up, [0.05**2] * 20)[1] > 4
+
+
 def test_forecast_breach_probability() -> None:
     rng = np.random.default_rng(2)
     rising = list(400 + 15 * np.arange(24) + rng.normal(0, 8, 24))  # at ~745, +60 per minute
