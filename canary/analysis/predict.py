@@ -25,6 +25,14 @@ class Prediction:
     metrics: dict[str, Any]
 
 
+def trend_bar(z: float, scopes: int) -> float:
+    """The trend z a screen needs when it looks at ``scopes`` series at once: ``z`` is the bar
+    for one, and the chance of any of them passing by noise stays that of one (Bonferroni)."""
+    if scopes <= 1:
+        return z
+    return _NORMAL.inv_cdf(1.0 - (1.0 - _NORMAL.cdf(z)) / scopes)
+
+
 def predict(ledger: Ledger, wander: Wander, closed: int, weight: int) -> Prediction | None:
     """A forecast breach of an absolute objective, of the latency tolerance, or of either at the
     next weight; checked once per closed bucket."""
@@ -38,8 +46,9 @@ def predict(ledger: Ledger, wander: Wander, closed: int, weight: int) -> Predict
             return found
     if s.forecast_weight:
         pooled = [ALL] if len(ledger.transactions) >= 2 else []
-        for scope in [*pooled, *ledger.transactions]:
-            found = _against_weight(ledger, wander, scope, weight)
+        names = [*pooled, *ledger.transactions]
+        for scope in names:
+            found = _against_weight(ledger, wander, scope, weight, len(names))
             if found is not None:
                 return found
     if s.forecast_tolerance and s.tolerance_horizon_s > 0:
@@ -49,7 +58,7 @@ def predict(ledger: Ledger, wander: Wander, closed: int, weight: int) -> Predict
         scopes += [(txn, [col]) for txn, col in cols.items()]
         for scope, part in scopes:
             values, variances = _pool(part)
-            found = _tolerance(ledger, scope, values, variances, ht)
+            found = _tolerance(ledger, scope, values, variances, ht, len(scopes))
             if found is not None:
                 return found
     return None
@@ -127,7 +136,7 @@ def _ratio_columns(
 
 
 def _tolerance(
-    ledger: Ledger, scope: str, values: list[float], variances: list[float], h: int
+    ledger: Ledger, scope: str, values: list[float], variances: list[float], h: int, scopes: int
 ) -> Prediction | None:
     """A forecast passing of the latency tolerance by ``scope``'s canary/stable ratio."""
     s, slo = ledger.settings, ledger.slo
@@ -141,7 +150,7 @@ def _tolerance(
     # tolerance well within the horizon. A canary worse than stable but steady, however close
     # to the tolerance, has no such trend.
     slope, z, last_fit = weighted_trend(values, variances)
-    if slope <= 0 or z < s.tolerance_trend_z:
+    if slope <= 0 or z < trend_bar(s.tolerance_trend_z, scopes):
         return None
     if last_fit + 1.5 * h * slope < target:
         return None
@@ -310,7 +319,9 @@ def _weight_rows(
     return out
 
 
-def _against_weight(ledger: Ledger, wander: Wander, scope: str, weight: int) -> Prediction | None:
+def _against_weight(
+    ledger: Ledger, wander: Wander, scope: str, weight: int, scopes: int
+) -> Prediction | None:
     """Latency that grows with the canary's share of traffic (saturation), forecast at the next
     weight: "at 45% the canary's p95 is forecast to reach 830 ms"."""
     s, slo = ledger.settings, ledger.slo
@@ -335,7 +346,7 @@ def _against_weight(ledger: Ledger, wander: Wander, scope: str, weight: int) -> 
     from canary.analysis.forecast import fit_against
 
     fit = fit_against(xs, ys, vs, nxt)
-    if fit is None or fit.slope <= 0 or fit.z < s.tolerance_trend_z:
+    if fit is None or fit.slope <= 0 or fit.z < trend_bar(s.tolerance_trend_z, scopes):
         return None
     # The weight must explain the series better than time does: a canary that saturates jumps
     # when its weight does and is flat while it is held; a leak grows within a step as much as

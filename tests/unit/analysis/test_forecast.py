@@ -148,3 +148,10 @@ def test_a_ratio_rising_towards_the_tolerance_rolls_back_predictively() -> None:
 @pytest.mark.parametrize("seed", [8, 9])
 def test_a_steady_gap_within_tolerance_is_no_trend(seed: int) -> None:
     assert _run(lambda t: 321.0, 600, seed=seed, slo=SLO(max_latency_increase_pct=10.0)) == []
+
+
+def test_the_trend_bar_rises_with_the_number_of_series_looked_at() -> None:
+    from canary.analysis.predict import trend_bar
+
+    assert trend_bar(4.5, 1) == 4.5
+    assert 4.5 < trend_bar(4.5, 4) < trend_bar(4.5, 31) < 5.5
