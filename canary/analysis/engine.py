@@ -18,11 +18,12 @@ from typing import Any
 from canary.analysis.decision import Decision, JudgeInput
 from canary.analysis.ledger import FAIL, Ledger, history_wander, reference_from_history
 from canary.analysis.predict import predict
-from canary.analysis.reasons import describe, summaries
+from canary.analysis.reasons import describe, summaries, warmup_reason
 from canary.analysis.settings import EngineSettings
 from canary.analysis.slo import SLO
 from canary.analysis.stats import binom_sf
 from canary.analysis.tests import ALL, TestOutcome, Wander, run_tests, thresholds
+from canary.analysis.warmup import warmup_tests
 from canary.probing.result import TransactionResult
 
 __all__ = ["ALL", "AnalysisEngine", "EngineSettings", "SequentialJudge", "TestOutcome"]
@@ -166,7 +167,18 @@ class AnalysisEngine:
             if self.slo.rollback_on_error_budget:
                 rollback.append(msg + " (rollback_on_error_budget is set)")
         rollback += self._broken_in_warmup()
+        warm = warmup_tests(led, rel)
+        rollback += [warmup_reason(o, led) for o in warm if o.log_e >= o.threshold]
         metrics = self._metrics(t, weight, tests, failures)
+        if warm:
+            metrics["warmup"] = [
+                {
+                    "transaction": o.transaction,
+                    "log_e": round(o.log_e, 4) if math.isfinite(o.log_e) else None,
+                    "log_threshold": round(o.threshold, 4),
+                }
+                for o in warm
+            ]
         if rollback:
             return Decision("rollback", rollback, alerts=alerts, metrics=metrics)
         found = self._predict(t, weight)
