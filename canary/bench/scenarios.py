@@ -92,10 +92,12 @@ def _wander(rng: np.random.Generator, sd: float, tau_s: float) -> Mult:
     return lambda t: np.exp(np.interp(t, grid, x))
 
 
-def _schedule_weight(t: np.ndarray) -> np.ndarray:
-    """The nominal schedule's weight (5% a minute from 5%): what a canary carries if it is not
-    held. Recordings are open-loop, so a held canary is drawn as if it had moved on (harder)."""
-    return np.minimum(100.0, 5.0 + 5.0 * np.floor(np.maximum(t, 0.0) / 60.0))
+def _schedule_weight(t: np.ndarray, lead_s: float = 0.0) -> np.ndarray:
+    """The nominal schedule's weight (5% a minute from 5%, after ``lead_s`` at weight 0): what
+    a canary carries if it is not held. Recordings are open-loop, so a held canary is drawn as
+    if it had moved on (harder)."""
+    w = np.minimum(100.0, 5.0 + 5.0 * np.floor(np.maximum(t - lead_s, 0.0) / 60.0))
+    return np.where(t < lead_s, 0.0, w)
 
 
 def _bursts(first: float, every: float, length: float, x: float) -> Mult:
@@ -154,8 +156,28 @@ def _warmup(rng: np.random.Generator) -> tuple[Effect, float]:
     ), tau
 
 
-def scenario(kind: str, rng: np.random.Generator) -> tuple[Spec, Truth]:
-    """The spec and the truth of one draw of scenario ``kind``."""
+Warmup = Callable[[np.random.Generator], tuple[Effect, float]]
+Wander = Callable[[np.random.Generator, float, float], Mult]
+
+
+@dataclass(frozen=True)
+class Families:
+    """Where scenario() takes its transients from: the default generator's own, or another
+    generator's (canary/bench/alt.py), so that both draw the same classes with the same truth.
+    ``lead_s`` is a weight-0 isolated phase before the first step, which shifts the schedule."""
+
+    warmup: Warmup = _warmup
+    wander: Wander = _wander
+    lead_s: float = 0.0
+
+
+DEFAULT_FAMILIES = Families()
+
+
+def scenario(
+    kind: str, rng: np.random.Generator, fam: Families = DEFAULT_FAMILIES
+) -> tuple[Spec, Truth]:
+    """The spec and the truth of one draw of scenario ``kind`` (transients from ``fam``)."""
     all3 = list(TXNS)
     pick = str(rng.choice(all3))
     if kind == "identical":
@@ -243,7 +265,7 @@ def scenario(kind: str, rng: np.random.Generator) -> tuple[Spec, Truth]:
     if kind in ("wander", "wander-latency-step"):
         # Each version wanders by itself: 3-6% (sd) over 1-5 minutes, shared by its transactions.
         sd, tau = float(rng.uniform(0.03, 0.06)), float(rng.uniform(60.0, 300.0))
-        wc, ws = _wander(rng, sd, tau), _wander(rng, sd, tau)
+        wc, ws = fam.wander(rng, sd, tau), fam.wander(rng, sd, tau)
         if kind == "wander":
             return Spec(
                 all3,
@@ -256,10 +278,10 @@ def scenario(kind: str, rng: np.random.Generator) -> tuple[Spec, Truth]:
             all3, canary={x: step for x in all3}, stable={x: Effect(latency=ws) for x in all3}
         ), Truth(kind, True, 0.0)
     if kind == "warm-up":
-        eff, _ = _warmup(rng)
+        eff, _ = fam.warmup(rng)
         return Spec(all3, canary={x: eff for x in all3}), Truth(kind, False)
     if kind == "warm-up-then-slow":
-        warm, _ = _warmup(rng)
+        warm, _ = fam.warmup(rng)
         x0 = float(rng.uniform(1.25, 1.6))
         assert warm.latency is not None
         lat = warm.latency
@@ -298,10 +320,11 @@ def scenario(kind: str, rng: np.random.Generator) -> tuple[Spec, Truth]:
         w_breach = float(rng.uniform(40.0, 70.0))
         need = LATENCY_SLO_MS / (TXNS["checkout"][0] * P95_FACTOR) - 1.0
         a = need / (w_breach / 100.0) ** 2
-        eff = Effect(latency=lambda t: 1.0 + a * (_schedule_weight(t) / 100.0) ** 2)
+        lead = fam.lead_s
+        eff = Effect(latency=lambda t: 1.0 + a * (_schedule_weight(t, lead) / 100.0) ** 2)
         w_tol = 100.0 * math.sqrt(0.10 / a)
         return Spec(all3, canary={x: eff for x in all3}), Truth(
-            kind, True, _weight_time(w_tol), _weight_time(w_breach), "latency"
+            kind, True, lead + _weight_time(w_tol), lead + _weight_time(w_breach), "latency"
         )
     if kind == "leak":
         # Latency grows exponentially from the onset (a leak): doubling every 3-8 minutes.
@@ -374,6 +397,20 @@ def generate(kind: str, seed: int) -> tuple[Recording, Truth]:
         history += _draw(spec, txn, "stable", -HISTORY_S, 0.0, 0.2, rng)
         for version in ("stable", "canary"):
             obs += _draw(spec, txn, version, 0.0, DURATION_S, spec.rate, rng)
+    return build(kind, seed, spec, truth, obs, history)
+
+
+def build(
+    kind: str,
+    seed: int,
+    spec: Spec,
+    truth: Truth,
+    obs: list[TransactionResult],
+    history: list[TransactionResult],
+    steps: list[int] | None = None,
+    tag: str = "synthetic",
+) -> tuple[Recording, Truth]:
+    """The recording of one draw: the bench's schedule (5% a minute, or ``steps``) and SLO."""
     obs.sort(key=lambda r: r.t)
     history.sort(key=lambda r: r.t)
     slo = {
@@ -385,8 +422,14 @@ def generate(kind: str, seed: int) -> tuple[Recording, Truth]:
     }
     rec = Recording(
         name=f"{kind}-{seed}",
-        description="synthetic: " + ("bad" if truth.bad else "healthy") + f" canary ({kind})",
-        rollout=RolloutModel(initial_weight=5, step_weight=5, max_weight=100, step_interval_s=60),
+        description=f"{tag}: " + ("bad" if truth.bad else "healthy") + f" canary ({kind})",
+        rollout=RolloutModel(
+            initial_weight=steps[0] if steps else 5,
+            step_weight=5,
+            max_weight=100,
+            step_interval_s=60,
+            steps=steps,
+        ),
         slo=SLO.from_dict(slo),
         transactions=list(spec.txns),
         history=history,

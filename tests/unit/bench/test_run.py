@@ -57,3 +57,86 @@ def test_interval_of_zero_in_thirty() -> None:
     from canary.bench.run import _interval
 
     assert _interval(0, 30) == "0/30 [0-11%]"
+
+
+def _run(kind: str, bad: bool, engine: dict[str, Any], kayenta_exposure: float) -> dict[str, Any]:
+    def judged(outcome: str, exposure: float, **kw: Any) -> dict[str, Any]:
+        base = {
+            "outcome": outcome,
+            "end_t": 1500.0,
+            "rollback_t": None,
+            "rollback_weight": None,
+            "final_weight": 100,
+            "exposure": exposure,
+            "bad_exposure": exposure,
+            "predictive": False,
+            "holds": 0,
+            "seconds": 0.1,
+            "reasons": ["r"],
+        }
+        return {**base, **kw}
+
+    return {
+        "kind": kind,
+        "seed": 7,
+        "noise": "alt",
+        "truth": {"kind": kind, "bad": bad, "onset_t": 0.0 if bad else None, "breach_t": None},
+        "judges": {
+            "engine": judged(**engine),
+            "kayenta": judged("rolled_back", kayenta_exposure, rollback_t=300.0),
+        },
+    }
+
+
+def test_exposure_medians_for_synthetic_rows_and_the_ratio_to_kayenta() -> None:
+    from canary.bench.run import summarize
+
+    rolled = {"outcome": "rolled_back", "rollback_t": 60.0}
+    runs = [
+        _run("error-step", True, {**rolled, "exposure": 4.0}, 16.0),
+        _run("latency-step", True, {**rolled, "exposure": 6.0}, 24.0),
+        # Recorded fleet rows are short: they pull the pooled median down.
+        *(_run("fleet-bad", True, {**rolled, "exposure": 0.5}, 1.0) for _ in range(3)),
+    ]
+    table = summarize(runs, ["engine", "kayenta"])
+    eng = table["engine"]
+    assert eng["median_exposure"] == 0.5 and eng["median_exposure_synthetic"] == 5.0
+    assert eng["exposure_ratio_kayenta"] == 0.5
+    assert eng["exposure_ratio_kayenta_synthetic"] == 0.25
+    assert table["kayenta"]["exposure_ratio_kayenta_synthetic"] == 1.0
+
+
+def test_explain_lists_every_wrong_verdict_with_time_weight_and_reason() -> None:
+    from canary.bench.run import explain, render_explain
+
+    false = {
+        "outcome": "rolled_back",
+        "exposure": 1.0,
+        "rollback_t": 42.0,
+        "rollback_weight": 5,
+        "reasons": ["checkout: canary latency about +30% over stable"],
+    }
+    runs = [
+        _run("warm-up", False, false, 1.0),
+        _run("identical", False, {"outcome": "promoted", "exposure": 9.0}, 1.0),
+        _run(
+            "low-volume", False, {"outcome": "incomplete", "exposure": 9.0, "final_weight": 60}, 1.0
+        ),
+        _run("error-step", True, {"outcome": "promoted", "exposure": 9.0}, 1.0),
+    ]
+    items = explain(runs, "engine")
+    assert [(e["what"], e["kind"]) for e in items] == [
+        ("false rollback", "warm-up"),
+        ("not promoted", "low-volume"),
+        ("missed", "error-step"),
+    ]
+    assert items[0]["t"] == 42.0 and items[0]["weight"] == 5 and items[0]["seed"] == 7
+    assert items[1]["weight"] == 60
+    text = render_explain(items, "engine")
+    assert "warm-up seed 7: t=42s at 5%" in text and "+30% over stable" in text
+
+
+def test_the_rollback_weight_is_what_the_canary_carried() -> None:
+    rec, _ = generate("error-step", 0)
+    res = outcome(rec, _lines((60.0, 10, "increase"), (90.0, 0, "rollback")))
+    assert res["rollback_weight"] == 10
