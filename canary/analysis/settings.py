@@ -50,7 +50,8 @@ class EngineSettings:
     # the tests for warmup_errors_s only (a short blip). Defaults from data: docs/analysis.md.
     warmup_s: float = 45.0
     warmup_amplitude: float = 1.1
-    warmup_tau_s: float = 15.0
+    warmup_tau_s: float = 20.0
+    warmup_hold_s: float = 20.0  # the allowance stays at its largest this long before decaying
     warmup_bucket_s: float = 5.0
     warmup_errors_s: float = 20.0
     warmup_alpha_share: float = 0.2
@@ -152,6 +153,7 @@ class EngineSettings:
             "warmup_s",
             "warmup_amplitude",
             "warmup_tau_s",
+            "warmup_hold_s",
             "warmup_errors_s",
             "max_wander_pct",
             "wander_prior_pct",

@@ -17,12 +17,13 @@ _Cell = tuple[float, list[float], list[float]] | None
 MIN_BUCKET_RUNS = 5
 
 
-def allowance(amplitude: float, tau_s: float, t: float) -> float:
+def allowance(amplitude: float, tau_s: float, t: float, hold_s: float = 0.0) -> float:
     """The log ratio a warming canary may be slower than stable by at ``t`` s after t0, on top
-    of the tolerance: log(1 + A exp(-t / tau)), up to 1 + A times as slow at first, decaying."""
+    of the tolerance: log(1 + A exp(-(t - hold) / tau)), up to 1 + A times as slow for the
+    first ``hold_s`` seconds, then decaying."""
     if tau_s <= 0 or amplitude <= 0:
         return 0.0
-    return math.log1p(amplitude * math.exp(-max(t, 0.0) / tau_s))
+    return math.log1p(amplitude * math.exp(-max(t - hold_s, 0.0) / tau_s))
 
 
 @dataclass(frozen=True)
@@ -128,9 +129,13 @@ def warmup_tests(ledger: Ledger, rel: float) -> list[WarmupOutcome]:
 
 def _envelope(s: EngineSettings, i: int) -> float:
     """The allowance over bucket ``i``: the mean of its values at the bucket's ends, which is at
-    least its mean over the bucket (the envelope is convex), so the null stays conservative."""
-    lo = allowance(s.warmup_amplitude, s.warmup_tau_s, i * s.warmup_bucket_s)
-    hi = allowance(s.warmup_amplitude, s.warmup_tau_s, (i + 1) * s.warmup_bucket_s)
+    least its mean over the bucket where the envelope is convex (past the hold), so the null
+    stays conservative; its value at the bucket's start (its largest) where the hold ends."""
+    t_lo, t_hi = i * s.warmup_bucket_s, (i + 1) * s.warmup_bucket_s
+    lo = allowance(s.warmup_amplitude, s.warmup_tau_s, t_lo, s.warmup_hold_s)
+    if t_lo < s.warmup_hold_s:
+        return lo
+    hi = allowance(s.warmup_amplitude, s.warmup_tau_s, t_hi, s.warmup_hold_s)
     return 0.5 * (lo + hi)
 
 
