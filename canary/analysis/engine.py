@@ -18,11 +18,12 @@ from typing import Any
 from canary.analysis.decision import Decision, JudgeInput
 from canary.analysis.ledger import FAIL, Ledger, history_wander, reference_from_history
 from canary.analysis.predict import predict
-from canary.analysis.reasons import describe, summaries
+from canary.analysis.reasons import describe, summaries, warmup_reason
 from canary.analysis.settings import EngineSettings
 from canary.analysis.slo import SLO
 from canary.analysis.stats import binom_sf
 from canary.analysis.tests import ALL, TestOutcome, Wander, run_tests, thresholds
+from canary.analysis.warmup import WarmupOutcome, buckets_planned, warmup_tests
 from canary.probing.result import TransactionResult
 
 __all__ = ["ALL", "AnalysisEngine", "EngineSettings", "SequentialJudge", "TestOutcome"]
@@ -60,6 +61,9 @@ class AnalysisEngine:
         self.failure_offset = 0
         self.stable_shift_accepted = False
         self._wander = Wander()
+        # The warm-up tests change only when a bucket closes or a warm-up result arrives.
+        self._warm_key: tuple[int, float] | None = None
+        self._warm: list[WarmupOutcome] = []
 
     @property
     def transactions(self) -> list[str]:
@@ -166,7 +170,18 @@ class AnalysisEngine:
             if self.slo.rollback_on_error_budget:
                 rollback.append(msg + " (rollback_on_error_budget is set)")
         rollback += self._broken_in_warmup()
+        warm = self._warmup_tests(rel)
+        rollback += [warmup_reason(o, led) for o in warm if o.log_e >= o.threshold]
         metrics = self._metrics(t, weight, tests, failures)
+        if warm:
+            metrics["warmup"] = [
+                {
+                    "transaction": o.transaction,
+                    "log_e": round(o.log_e, 4) if math.isfinite(o.log_e) else None,
+                    "log_threshold": round(o.threshold, 4),
+                }
+                for o in warm
+            ]
         if rollback:
             return Decision("rollback", rollback, alerts=alerts, metrics=metrics)
         found = self._predict(t, weight)
@@ -264,6 +279,15 @@ class AnalysisEngine:
             alerts=alerts,
             metrics=metrics,
         )
+
+    def _warmup_tests(self, rel: float) -> list[WarmupOutcome]:
+        s, led = self.settings, self.ledger
+        closed = min(buckets_planned(led), max(0, math.floor(rel / s.warmup_bucket_s)))
+        runs = sum(b[0] for v in led.warm_buckets.values() for b in v.values())
+        key = (closed, runs)
+        if key != self._warm_key:
+            self._warm_key, self._warm = key, warmup_tests(led, rel)
+        return self._warm
 
     def _predict(self, t: float, weight: int) -> Any:
         s = self.settings

@@ -29,6 +29,8 @@ MAX_BUCKETS = 64
 MAX_BATCHES = 64
 # Distinct failure messages remembered per series (the rest are counted as "other").
 MAX_MESSAGES = 12
+# Steps remembered per series for the reasons' "slowest step" (the rest are not tracked).
+MAX_STEPS = 16
 # Latencies are clamped before the log so that a 0 ms result (a broken clock) cannot give -inf.
 MIN_LATENCY_MS = 0.1
 
@@ -140,8 +142,15 @@ class Ledger:
         # The warm-up's results, summed as cum is, kept out of the tests (see end_warmup_early).
         self.warm: dict[str, list[float]] = {}
         self.warm_off = False
+        # The warm-up's successful runs per ``warmup_bucket_s`` bucket: [runs, sum, sum of
+        # squares] of log latency, for the warm-up allowance test (warmup.py). Bounded by
+        # warmup_s / warmup_bucket_s buckets per series.
+        self.warm_buckets: dict[str, dict[int, list[float]]] = {}
         self.messages: dict[str, dict[str, int]] = {}
         self.batch_log: dict[str, list[list[float | None]]] = {}
+        # Per series and step name of a multi-step transaction: [runs, sum of log latency] of
+        # the steps of successful runs, for the reasons (the slow step).
+        self.step_lat: dict[str, dict[str, list[float]]] = {}
         self.last_t = -math.inf
         self._snap_cache: dict[str, npt.NDArray[np.float64]] = {}
         self._snap_len = -1
@@ -160,8 +169,12 @@ class Ledger:
             "warmup": self.first_runs,
             "warm": self.warm,
             "warm_off": self.warm_off,
+            "warm_buckets": {
+                k: [[i, *b] for i, b in sorted(v.items())] for k, v in self.warm_buckets.items()
+            },
             "messages": self.messages,
             "batch_log": self.batch_log,
+            "step_lat": self.step_lat,
             "history_wander": list(self.history_wander),
             "last_t": self.last_t if math.isfinite(self.last_t) else None,
         }
@@ -191,10 +204,18 @@ class Ledger:
         self.first_runs = {k: list(v) for k, v in state.get("warmup", {}).items()}
         self.warm = {k: cols(v) for k, v in state.get("warm", {}).items()}
         self.warm_off = bool(state.get("warm_off", False))
+        self.warm_buckets = {
+            k: {int(r[0]): [float(x) for x in r[1:4]] for r in v}
+            for k, v in state.get("warm_buckets", {}).items()
+        }
         self.messages = {k: dict(v) for k, v in state.get("messages", {}).items()}
         hw = state.get("history_wander") or [0.0, 0]
         self.history_wander = (float(hw[0]), int(hw[1]))
         self.batch_log = {k: [list(r) for r in v] for k, v in state.get("batch_log", {}).items()}
+        self.step_lat = {
+            k: {name: [float(x) for x in row] for name, row in v.items()}
+            for k, v in state.get("step_lat", {}).items()
+        }
         last = state.get("last_t")
         self.last_t = -math.inf if last is None else float(last)
         for txn in {k.rpartition("|")[0] for k in self.cum}:
@@ -236,18 +257,31 @@ class Ledger:
             if not r.ok:
                 self._remember(key, r.error)
             warming = rel < s.warmup_s and not self.warm_off
-            if warming:
-                # The warm-up: counted for the reasons and the error budget, not tested.
-                c = self.warm.setdefault(key, list(ZEROS))
             lat = max(r.latency_ms, MIN_LATENCY_MS)
             y = math.log(lat)
-            c[N] += 1.0
+            if warming:
+                # The warm-up: its latency is judged by the warm-up allowance test (warmup.py),
+                # not by the tests since t0; its errors join those tests after a short blip
+                # (warmup_errors_s). Everything counts for the reasons and the error budget.
+                warm = self.warm.setdefault(key, list(ZEROS))
+                counts = warm if rel < s.warmup_errors_s else c
+                c = warm
+                if r.ok:
+                    wb = self.warm_buckets.setdefault(key, {}).setdefault(
+                        math.floor(rel / s.warmup_bucket_s), [0.0, 0.0, 0.0]
+                    )
+                    wb[0] += 1.0
+                    wb[1] += y
+                    wb[2] += y * y
+            else:
+                counts = c
+            counts[N] += 1.0
             if r.ok:
                 c[OK] += 1.0
                 c[S1] += y
                 c[S2] += y * y
             else:
-                c[FAIL] += 1.0
+                counts[FAIL] += 1.0
             if slo_ms is not None and lat > slo_ms:
                 c[OVER_SLO] += 1.0
             ref = self.reference.get(txn)
@@ -271,6 +305,8 @@ class Ledger:
                 in_tail = lat > limit
                 if in_tail:
                     c[TAIL] += 1.0
+            if r.ok and len(r.steps) > 1:
+                self._steps(key, r)
             if warming:
                 continue
             b = self._bucket(key, math.floor(rel / s.forecast_bucket_s))
@@ -297,6 +333,33 @@ class Ledger:
             if len(series) > MAX_BUCKETS:
                 del series[0]
         return series[-1]
+
+    def _steps(self, key: str, r: TransactionResult) -> None:
+        seen = self.step_lat.setdefault(key, {})
+        for st in r.steps:
+            row = seen.get(st.name)
+            if row is None:
+                if len(seen) >= MAX_STEPS:
+                    continue
+                row = seen[st.name] = [0.0, 0.0]
+            row[0] += 1.0
+            row[1] += math.log(max(st.latency_ms, MIN_LATENCY_MS))
+
+    def slowest_step(self, txns: Sequence[str]) -> tuple[str, str, float, float] | None:
+        """The step whose typical latency (geometric mean) grew most, in ms, canary over
+        stable, among ``txns``: (transaction, step, canary ms, stable ms), or None."""
+        best: tuple[float, tuple[str, str, float, float]] | None = None
+        for txn in txns:
+            c = self.step_lat.get(f"{txn}|canary", {})
+            st = self.step_lat.get(f"{txn}|stable", {})
+            for name, (n, s1) in c.items():
+                other = st.get(name)
+                if other is None or n < 5 or other[0] < 5:
+                    continue
+                cm, sm = math.exp(s1 / n), math.exp(other[1] / other[0])
+                if best is None or cm - sm > best[0]:
+                    best = (cm - sm, (txn, name, cm, sm))
+        return best[1] if best is not None and best[0] > 0 else None
 
     def _remember(self, key: str, error: str | None) -> None:
         msg = (error or "failed (no message)").strip()[:120]

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from canary.analysis.ledger import Ledger
 from canary.analysis.sequential import Moments, mean_difference, normal_mixture_lower
 from canary.analysis.tests import ALL, TestOutcome, Wander
+from canary.analysis.warmup import WarmupOutcome
 
 
 def evidence(log_e: float, against: str = "no regression") -> str:
@@ -52,6 +53,20 @@ def failures(ledger: Ledger, txns: Sequence[str], version: str = "canary", k: in
     if not top:
         return ""
     return "; top failures: " + ", ".join(f"{m!r} x{n}" for m, n in top)
+
+
+def slowest_step(ledger: Ledger, txns: Sequence[str]) -> str:
+    """ "; the slow step is 'pay' (canary 310 ms vs stable 120 ms typical)", or "" when the
+    transactions have one step each (or no step is slower)."""
+    found = ledger.slowest_step(txns)
+    if found is None:
+        return ""
+    txn, step, cm, sm = found
+    where = f"{step!r}" if len(txns) == 1 else f"{step!r} of {txn}"
+    return (
+        f"; the slow step is {where} (canary {cm:.0f} ms vs stable {sm:.0f} ms typical, "
+        f"{fmt_pct(math.log(cm / sm))}, over the rollout)"
+    )
 
 
 def _sum(parts: Iterable[Moments]) -> Moments:
@@ -106,7 +121,7 @@ def describe(o: TestOutcome, ledger: Ledger, wander: Wander) -> str:
         return (
             f"{who}: canary typical latency {math.exp(c.mean):.0f} ms vs stable "
             f"{math.exp(st.mean):.0f} ms (successful runs){since}: {fmt_pct(d)}{bound}, "
-            f"{verdict} ({evidence(o.log_e)})"
+            f"{verdict} ({evidence(o.log_e)}){slowest_step(ledger, txns)}"
         )
     if o.test == "tail latency":
         tc, ts = ledger.tail(f"{who}|canary", j), ledger.tail(f"{who}|stable", j)
@@ -118,6 +133,7 @@ def describe(o: TestOutcome, ledger: Ledger, wander: Wander) -> str:
             f"{100 * ts.rate:.1f}% of stable runs longer than {ref:.0f} ms{since}: the canary's "
             f"slowest runs are {'' if worse else 'possibly '}more than "
             f"{slo.max_latency_increase_pct:g}% slower than stable's ({evidence(o.log_e)})"
+            f"{slowest_step(ledger, txns)}"
         )
     if o.test == "success objective":
         c, st = _both(ledger, "errors", txns, j)
@@ -151,3 +167,19 @@ def summaries(ledger: Ledger) -> list[str]:
             f"over {int(ce.n)} and {int(se.n)} runs"
         )
     return out
+
+
+def warmup_reason(o: WarmupOutcome, ledger: Ledger) -> str:
+    """The sentence for a canary slower during its warm-up than a warm-up is allowed to be."""
+    s, slo = ledger.settings, ledger.slo
+    lo, hi = o.first * s.warmup_bucket_s, (o.last + 1) * s.warmup_bucket_s
+    d = math.log(o.canary_ms / o.stable_ms) if o.stable_ms > 0 else math.nan
+    envelope = o.allowed - math.log1p(slo.max_latency_increase_pct / 100.0)
+    return (
+        f"{o.transaction}: canary typical latency {o.canary_ms:.0f} ms vs stable "
+        f"{o.stable_ms:.0f} ms (successful runs) {lo:.0f}-{hi:.0f} s into its warm-up: "
+        f"{fmt_pct(d)}, slower than a warm-up is allowed to be then (a decaying "
+        f"{fmt_pct(envelope)} on average, plus the {slo.max_latency_increase_pct:g}% tolerance: "
+        f"at most {fmt_pct(o.allowed)}) ({evidence(o.log_e)})"
+        f"{slowest_step(ledger, ledger.transactions if o.transaction == ALL else [o.transaction])}"
+    )

@@ -42,10 +42,19 @@ class EngineSettings:
     # "estimate" holds then (Kayenta-like caution that, through max_holds, rolls back about half
     # of the canaries that are worse than stable but within tolerance: docs/analysis.md).
     lean_rule: Literal["off", "estimate", "bound"] = "off"
-    # A new canary's first seconds (caches, JIT, connection pools) are not a regression: results
-    # of both versions before t0 + warmup_s are left out of every test. Real warm-ups decay
-    # within tens of seconds (docs/analysis.md); one that lasts longer is judged as it stands.
+    # A new canary's first seconds (caches, JIT, connection pools) are not a regression. Before
+    # t0 + warmup_s its latency is judged against a decaying allowance instead of left out: it
+    # may be up to 1 + warmup_amplitude times as slow (on top of the tolerance), the allowance
+    # decaying with time constant warmup_tau_s; evidence beyond it counts at once, in
+    # warmup_bucket_s buckets, with warmup_alpha_share of alpha. Its errors are left out of
+    # the tests for warmup_errors_s only (a short blip). Defaults from data: docs/analysis.md.
     warmup_s: float = 45.0
+    warmup_amplitude: float = 1.1
+    warmup_tau_s: float = 20.0
+    warmup_hold_s: float = 20.0  # the allowance stays at its largest this long before decaying
+    warmup_bucket_s: float = 5.0
+    warmup_errors_s: float = 20.0
+    warmup_alpha_share: float = 0.2
     # Results within a version are not independent (latency wanders): the tests add a wander
     # variance to every canary-minus-stable difference, twice stable's own spread between
     # batch_s batches (in the rollout and in its history), at least wander_prior_pct and at
@@ -136,7 +145,19 @@ class EngineSettings:
         ):
             if getattr(self, name) <= 0:
                 problems.append(f"{name}: must be > 0")
-        for name in ("warmup_s", "max_wander_pct", "wander_prior_pct"):
+        if self.warmup_bucket_s <= 0:
+            problems.append("warmup_bucket_s: must be > 0")
+        if not 0.0 <= self.warmup_alpha_share < 1.0:
+            problems.append("warmup_alpha_share: must be in [0, 1)")
+        for name in (
+            "warmup_s",
+            "warmup_amplitude",
+            "warmup_tau_s",
+            "warmup_hold_s",
+            "warmup_errors_s",
+            "max_wander_pct",
+            "wander_prior_pct",
+        ):
             if getattr(self, name) < 0:
                 problems.append(f"{name}: must be >= 0")
         if self.batch_s < self.forecast_bucket_s:

@@ -88,15 +88,10 @@ class Wander:
         return found
 
     def _compute(self, ledger: Ledger, scope: str, metric: str) -> float:
-        s = ledger.settings
-        # Settings are for the difference; one version's share is half its variance.
-        cap = math.log1p(s.max_wander_pct / 100.0) / math.sqrt(2.0)
-        prior = math.log1p(s.wander_prior_pct / 100.0) / math.sqrt(2.0)
+        cap, prior = _wander_cap_prior(ledger)
         # Stable's wander in its history weighs as the batches it was measured on: an hour of
         # history outweighs the first minutes of a rollout.
-        hist_var, hist_batches = ledger.history_wander
-        prior = max(prior, math.sqrt(hist_var))
-        k0 = max(_PRIOR_BATCHES, float(hist_batches))
+        k0 = max(_PRIOR_BATCHES, float(ledger.history_wander[1]))
         if metric == "tail":
             # The same cap in tail-share units: a shift of ``cap`` in log latency moves the
             # share past a p95 by about density x cap / sd.
@@ -123,6 +118,22 @@ class Wander:
         return 2.0 * wander_variance(Batches(idx, diffs, variances), prior, cap, k0)
 
 
+def _wander_cap_prior(ledger: Ledger) -> tuple[float, float]:
+    """One version's wander sd: its cap, and its prior (the floor or stable's history)."""
+    s = ledger.settings
+    # Settings are for the difference; one version's share is half its variance.
+    cap = math.log1p(s.max_wander_pct / 100.0) / math.sqrt(2.0)
+    prior = math.log1p(s.wander_prior_pct / 100.0) / math.sqrt(2.0)
+    return cap, max(prior, math.sqrt(ledger.history_wander[0]))
+
+
+def wander_prior(ledger: Ledger) -> float:
+    """The wander variance of a latency difference before the rollout has batches of its own:
+    twice stable's prior (history or floor), capped; what the warm-up test adds."""
+    cap, prior = _wander_cap_prior(ledger)
+    return 2.0 * min(prior, cap) ** 2
+
+
 def _log_sd(ledger: Ledger, txn: str) -> float:
     """Stable's log-latency spread from its reference (fixed for the rollout): p95 = e^(mu+1.645sd)."""
     scopes = ledger.transactions if txn == ALL else [txn]
@@ -138,14 +149,16 @@ def thresholds(settings: EngineSettings, slo: SLO, n_txns: int) -> tuple[float, 
     """log rejection bars (per transaction, pooled): Bonferroni over the tests, with a larger
     share of alpha for the three pooled tests (docs/analysis.md)."""
     per = 4 + (slo.latency_p95_ms is not None)
-    txn = pooled = math.log(max(1, per * n_txns) / settings.alpha)
+    # The warm-up allowance test (warmup.py), when there is a warm-up, has its own share.
+    alpha = settings.alpha * (1.0 - (settings.warmup_alpha_share if settings.warmup_s > 0 else 0))
+    txn = pooled = math.log(max(1, per * n_txns) / alpha)
     if n_txns >= 2:
         share = settings.pooled_alpha_share
         if share > 0:
-            txn = math.log(per * n_txns / ((1.0 - share) * settings.alpha))
-            pooled = math.log(3.0 / (share * settings.alpha))
+            txn = math.log(per * n_txns / ((1.0 - share) * alpha))
+            pooled = math.log(3.0 / (share * alpha))
         else:
-            txn = pooled = math.log((per * n_txns + 3) / settings.alpha)
+            txn = pooled = math.log((per * n_txns + 3) / alpha)
     return txn, pooled
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -12,8 +13,9 @@ from canary.analysis.decision import JudgeInput
 from canary.analysis.engine import AnalysisEngine, EngineSettings
 from canary.analysis.judge import get_judge
 from canary.analysis.slo import SLO
+from canary.analysis.warmup import allowance
 from canary.errors import ConfigError
-from canary.probing.result import TransactionResult
+from canary.probing.result import StepResult, TransactionResult
 
 TXNS = ["browse", "checkout"]
 
@@ -209,6 +211,12 @@ def test_pooled_tests_get_the_larger_share_of_alpha() -> None:
     even.observe(stream(1, 60))
     tests = even.decide(60.0, 5, step_end=True).metrics["tests"]
     assert {t["log_threshold"] for t in tests} == {round(math.log(13 / 0.02), 4)}
+    # With a warm-up, its test takes warmup_alpha_share (20%) of alpha first.
+    warm = engine(warmup_s=45.0)
+    warm.observe(stream(1, 60))
+    tests = warm.decide(60.0, 5, step_end=True).metrics["tests"]
+    pooled = {t["log_threshold"] for t in tests if t["transaction"] == "all transactions"}
+    assert pooled == {round(math.log(3 / (0.7 * 0.8 * 0.02)), 4)}
 
 
 def test_settings_are_validated() -> None:
@@ -353,6 +361,24 @@ def test_a_canary_still_slow_after_its_warm_up_is_caught_one_warm_up_later() -> 
     steps = _decide_every(engine(warmup_s=45.0), results, 240)
     t, action, reasons, _ = steps[-1]
     assert action == "rollback" and t <= 60 + 45, steps
+    assert "slower than" in reasons[0]
+
+
+def test_with_a_short_warm_up_allowance_a_slow_canary_is_caught_within_its_warm_up() -> None:
+    # A service whose warm-ups are short narrows the allowance (no hold, 15 s decay): 1.6x
+    # slower under a warm-up is then beyond it within seconds (before the allowance: 65 s).
+    results = _warming(stream(24, 240, canary_mult=1.6), amp=1.0, tau=12.0)
+    eng = engine(warmup_s=45.0, warmup_hold_s=0.0, warmup_tau_s=15.0)
+    t, action, reasons, _ = _decide_every(eng, results, 240)[-1]
+    assert action == "rollback" and t < 45, (t, reasons)
+    assert "slower than a warm-up is allowed to be" in reasons[0]
+
+
+def test_a_canary_slow_after_its_warm_up_but_within_the_allowance_is_caught_after_it() -> None:
+    results = _warming(stream(24, 420, canary_mult=1.35), amp=1.0, tau=12.0)
+    steps = _decide_every(engine(warmup_s=45.0), results, 420)
+    t, action, reasons, _ = steps[-1]
+    assert action == "rollback" and 45 < t <= 420, steps
     assert "slower than the 10% tolerance allows" in reasons[0]
 
 
@@ -448,3 +474,126 @@ def test_a_broken_canary_is_not_mistaken_for_a_warm_up() -> None:
     t, action, reasons, _ = steps[-1]
     assert action == "rollback" and t < 45, steps
     assert "during its warm-up" in reasons[0] and "broken, not warming up" in reasons[0]
+
+
+# --- the warm-up allowance -----------------------------------------------------------------------
+
+
+def test_the_warm_up_allowance_starts_at_one_plus_the_amplitude_and_decays() -> None:
+    assert allowance(1.1, 15.0, 0.0) == pytest.approx(math.log(2.1))
+    values = [allowance(1.1, 15.0, t) for t in range(0, 120, 5)]
+    assert all(a > b > 0 for a, b in itertools.pairwise(values))
+    assert allowance(1.1, 15.0, 45.0) < math.log(1.06)
+    assert allowance(0.0, 15.0, 0.0) == 0.0 and allowance(1.1, 0.0, 0.0) == 0.0
+
+
+def test_a_canary_three_times_as_slow_from_the_start_is_caught_within_its_warm_up() -> None:
+    # Before the allowance, its first 45 s were left out of every test: no verdict before 45 s.
+    steps = _decide_every(engine(warmup_s=45.0), stream(31, 120, canary_mult=3.0), 120)
+    t, action, reasons, _ = steps[-1]
+    assert action == "rollback" and t <= 30, steps
+    assert "into its warm-up" in reasons[0] and "slower than a warm-up is allowed" in reasons[0]
+
+
+def _shaped(results: list[TransactionResult], shape: str) -> list[TransactionResult]:
+    """The held-out-like warm-ups of another shape (2.1x at first, over 60 s): linear decay, or
+    steps of 2.1x, 1.55x and 1.22x of 20 s each."""
+    out = []
+    for r in results:
+        if r.version == "canary" and r.t < 60:
+            u = r.t / 60.0
+            if shape == "linear":
+                mult = 1.0 + 1.1 * (1.0 - u)
+            else:
+                mult = 1.0 + 1.1 * (1.0 if u < 1 / 3 else 0.5 if u < 2 / 3 else 0.2)
+            r = TransactionResult(r.t, r.version, r.transaction, r.ok, r.latency_ms * mult)
+        out.append(r)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("shape", ["exponential", "linear", "steps"])
+def test_the_slowest_warm_ups_the_allowance_covers_are_never_rolled_back(
+    seed: int, shape: str
+) -> None:
+    # Exponential: twice as slow at first, 15 s decay, 15% errors for 10 s (the bench's worst
+    # warm-up); linear and steps over 60 s (the alternative generator's worst).
+    base = stream(40 + seed, 120)
+    results = _warming(base, amp=1.1, tau=15.0) if shape == "exponential" else _shaped(base, shape)
+    steps = _decide_every(engine(warmup_s=45.0), results, 120)
+    assert all(a != "rollback" for _, a, _, _ in steps), steps
+
+
+def test_warm_up_errors_are_left_out_of_the_tests_for_a_short_blip_only() -> None:
+    eng = engine(warmup_s=45.0, warmup_errors_s=20.0)
+    fail = [
+        TransactionResult(t, "canary", "browse", False, 50.0, 500, "status 500")
+        for t in (5.0, 10.0, 25.0, 30.0, 35.0)
+    ]
+    eng.observe(fail)
+    led = eng.ledger
+    assert led.errors("browse|canary", 0).events == 3  # from 20 s on
+    assert led.warmup_runs("browse", "canary") == (2, 2)
+    d = eng.decide(40.0, 5, step_end=False)
+    assert d.metrics["cumulative_canary_failures"] == 5
+
+
+def test_the_warm_up_test_survives_a_state_round_trip_and_older_states_load() -> None:
+    eng = engine(warmup_s=45.0)
+    eng.observe(stream(32, 22, canary_mult=2.0))
+    before = eng.decide(20.0, 5, step_end=False).metrics["warmup"]
+    state = json.loads(json.dumps(eng.to_state()))
+    again = AnalysisEngine.from_state(state)
+    assert again.decide(20.0, 5, step_end=False).metrics["warmup"] == before
+    del state["warm_buckets"]
+    old = AnalysisEngine.from_state(state)
+    assert old.ledger.warm_buckets == {}
+    assert old.decide(20.0, 5, step_end=False).action == "hold"
+
+
+def test_the_warm_up_test_can_be_switched_off() -> None:
+    steps = _decide_every(
+        engine(warmup_s=45.0, warmup_alpha_share=0.0), stream(31, 120, canary_mult=2.0), 120
+    )
+    t, action, _, _ = steps[-1]
+    assert action == "rollback" and t >= 45, steps
+
+
+# --- reasons ------------------------------------------------------------------------------------
+
+
+def _with_steps(results: list[TransactionResult], slow: float) -> list[TransactionResult]:
+    """Three steps per run ('home', 'cart', 'pay'); the canary's 'pay' takes ``slow`` times as
+    long, and the run's latency is the steps' sum."""
+    out = []
+    for r in results:
+        parts = [0.2, 0.3, 0.5]
+        names = ["home", "cart", "pay"]
+        ms = [r.latency_ms * p for p in parts]
+        if r.version == "canary":
+            ms[2] *= slow
+        steps = [
+            StepResult(n, "GET", f"http://x/{n}", True, m, 200)
+            for n, m in zip(names, ms, strict=True)
+        ]
+        out.append(
+            TransactionResult(
+                r.t, r.version, r.transaction, r.ok, sum(ms), r.status, r.error, steps
+            )
+        )
+    return out
+
+
+def test_a_latency_reason_names_the_slow_step_of_a_multi_step_transaction() -> None:
+    steps = _decide_every(engine(), _with_steps(stream(33, 240), slow=2.5), 240)
+    _, action, reasons, _ = steps[-1]
+    assert action == "rollback", steps
+    # Pooled over both transactions: the step and its transaction; per transaction: the step.
+    assert "the slow step is 'pay' of checkout (canary " in reasons[0], reasons[0]
+    one = [r for r in reasons if r.startswith("browse: canary typical latency")]
+    assert one and "the slow step is 'pay' (canary " in one[0], reasons
+
+
+def test_a_reason_names_no_step_for_single_step_transactions() -> None:
+    steps = _decide_every(engine(), stream(34, 240, canary_mult=1.6), 240)
+    assert steps[-1][1] == "rollback" and "slow step" not in " ".join(steps[-1][2])
