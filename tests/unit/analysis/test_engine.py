@@ -597,3 +597,12 @@ def test_a_latency_reason_names_the_slow_step_of_a_multi_step_transaction() -> N
 def test_a_reason_names_no_step_for_single_step_transactions() -> None:
     steps = _decide_every(engine(), stream(34, 240, canary_mult=1.6), 240)
     assert steps[-1][1] == "rollback" and "slow step" not in " ".join(steps[-1][2])
+
+
+def test_step_evidence_lets_a_burst_of_one_version_make_up_for_a_thin_other() -> None:
+    from canary.analysis.engine import step_evidence
+
+    assert step_evidence(10, 10) == 10
+    assert step_evidence(8, 21) > 10  # bursty probes: as good as 10 of each
+    assert step_evidence(7, 12) < 10
+    assert step_evidence(0, 50) == 0
