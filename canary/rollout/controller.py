@@ -300,6 +300,10 @@ def _dispatch_window(
 
 def analyze(ctx: Context, rollout_id: str, window: str) -> str:
     """Judge a finished window and apply the decision."""
+    if ctx.store.is_sealed(rollout_id, window):
+        # Judged already: the fallback scheduled at the step's end, after the last batch's
+        # record woke the analysis. One read, rather than waiting for the lock behind others.
+        return "stale"
     with ctx.store.lock(rollout_id, wait_s=5.0) as fence:
         if fence is None:
             ctx.dispatcher.analyze(rollout_id, window, RECHECK_S)
@@ -485,6 +489,8 @@ def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> 
     official results are observed into the kept one by ``analyze``), so a look changes nothing
     unless it rolls back, and only then is the lock taken and the record re-read.
     """
+    if ctx.store.is_sealed(rollout_id, window):
+        return "stale"  # judged (or cut short) already
     record = ctx.store.load_record(rollout_id)
     if record is None:
         return "unknown"
@@ -497,7 +503,7 @@ def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> 
     if every is None or left <= 0:
         return "stale"  # analyze judges the window now
     session = _check_session(ctx, record)
-    session.observe(ctx.store.interim_results(rollout_id, window))
+    session.observe(_pushed_so_far(ctx, rollout_id, window))
     decision = session.decide(now, record.weight, step_end=False, holds=record.attempt)
     if decision.action != "rollback":
         if not chain:
@@ -563,3 +569,25 @@ def _check_session(ctx: Context, record: RolloutRecord) -> JudgeSession:
     while len(_first_states) > FIRST_STATES_KEPT:
         _first_states.pop(next(iter(_first_states)), None)
     return session
+
+
+# (rollout id, window) → the look-ahead results a process read so far, and how many log entries.
+_pushed: dict[tuple[str, str], tuple[list[TransactionResult], int]] = {}
+PUSHED_KEPT = 512
+
+
+def _pushed_so_far(ctx: Context, rollout_id: str, window: str) -> list[TransactionResult]:
+    """The window's look-ahead results in time order, reading only what came since last time.
+
+    Reading and parsing every result pushed so far was most of an interim check's cost, and it
+    grew with the step; the log is append-only while the window runs, so what a process read
+    stays valid, and threads that race here store lists that each match their own count.
+    """
+    key = (rollout_id, window)
+    seen, count = _pushed.get(key, ([], 0))
+    new = ctx.store.interim_since(rollout_id, window, count)
+    results = sorted([*seen, *new], key=lambda r: r.t) if new else seen
+    _pushed[key] = (results, count + len(new))
+    while len(_pushed) > PUSHED_KEPT:
+        _pushed.pop(next(iter(_pushed)), None)
+    return list(results)

@@ -21,7 +21,6 @@ from canary.store.rollouts import (
 from canary.store.windows import (
     INTERIM_TTL_S,
     RESULTS_TTL_S,
-    SEALED_INTERIM_TTL_S,
     WindowStore,
 )
 
@@ -33,7 +32,6 @@ __all__ = [
     "MONITORS_KEPT",
     "RESULTS_TTL_S",
     "ROLLOUTS_KEPT",
-    "SEALED_INTERIM_TTL_S",
     "Command",
     "Store",
     "connect",

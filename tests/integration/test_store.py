@@ -11,7 +11,7 @@ from canary.errors import StoreError
 from canary.probing.result import TransactionResult
 from canary.store import Keys, Store, connect
 from canary.store.base import SCRIPTS, lua_source
-from canary.store.redis_store import HISTORY_KEPT, INTERIM_TTL_S, SEALED_INTERIM_TTL_S
+from canary.store.redis_store import HISTORY_KEPT, INTERIM_TTL_S
 
 
 def _res(i: int, version: str = "canary", ok: bool = True) -> TransactionResult:
@@ -119,6 +119,10 @@ def test_interim_results_count_each_probe_slot_once(redis_url: str) -> None:
     got = store.interim_results("r1", "w")
     assert [r.t for r in got] == [1000.0, 1001.0, 1002.0, 1003.0] and all(r.ok for r in got)
     assert 0 < store.r.ttl(store.keys.interim("r1", "w")) <= INTERIM_TTL_S
+    assert 0 < store.r.ttl(store.keys.interim_log("r1", "w")) <= INTERIM_TTL_S
+    # A check reads on from where it stopped: only the slots that were new, as first pushed.
+    assert [r.t for r in store.interim_since("r1", "w", 3)] == [1003.0]
+    assert store.interim_since("r1", "w", 4) == []
 
 
 def test_interim_results_are_refused_once_the_window_is_sealed(redis_url: str) -> None:
@@ -127,9 +131,10 @@ def test_interim_results_are_refused_once_the_window_is_sealed(redis_url: str) -
     store.seal_window("r1", "w", ["b1"])
     assert store.record_interim("r1", "w", [("b1:1:canary", _res(1))]) == -1
     assert store.record_interim("r1", "w", []) == -1
-    assert len(store.interim_results("r1", "w")) == 1
-    # Nothing adds to a sealed window's look-ahead, so it goes within minutes, not a day.
-    assert 0 < store.r.ttl(store.keys.interim("r1", "w")) <= SEALED_INTERIM_TTL_S
+    # Nothing adds to a sealed window's look-ahead or reads it: it goes at once, so a rollout
+    # keeps one window's look-ahead however many steps it runs.
+    assert store.interim_results("r1", "w") == []
+    assert not store.r.exists(store.keys.interim("r1", "w"), store.keys.interim_log("r1", "w"))
     # A plain seal (a step end) leaves the window's results to the batch records alone.
     assert store.window_results("r1", "w") == []
     assert store.window_accounting("r1", "w")["lookahead"] == 0
