@@ -267,3 +267,28 @@ def test_the_scripts_are_loaded_by_name_from_the_package() -> None:
         assert "redis.call" in lua_source(name)
     with pytest.raises(StoreError, match="unknown Lua script 'nope'; known: claim_tick"):
         lua_source("nope")
+
+
+def test_a_check_reads_all_it_needs_in_one_look(redis_url: str) -> None:
+    from tests.unit.rollout.test_record import _record
+
+    store = Store.from_url(redis_url)
+    rec = _record()
+    store.create_record(rec)
+    store.record_interim(rec.id, "w", [("b1:0:canary", _res(0)), ("b1:0:stable", _res(1))])
+    look = store.look(rec.id, "w", 0)
+    assert not look.sealed and look.record is not None and look.record.id == rec.id
+    assert look.engine is None and [r.t for r in look.pushed] == [1000.0, 1001.0]
+    rec.fence = 1
+    store.save_record(rec, engine={"evidence": [1]})
+    store.record_interim(rec.id, "w", [("b1:1:canary", _res(2))])
+    # Read on from what the check already has.
+    look = store.look(rec.id, "w", 2)
+    assert look.engine == {"evidence": [1]} and [r.t for r in look.pushed] == [1002.0]
+    # Records written before the judge state had its own key carry it inside.
+    old = {**_record().to_dict(), "id": "old-2", "engine": {"evidence": [3]}}
+    store.create_rollout(old)
+    assert store.look("old-2", "w", 0).engine == {"evidence": [3]}
+    store.seal_window(rec.id, "w", ["b1"])
+    assert store.look(rec.id, "w", 0) == type(look)(True, None, None, [])
+    assert store.look("missing", "w", 0).record is None
