@@ -38,6 +38,10 @@ MAX_RETRIES = 8
 COORDINATOR_TASK: dict[str, Any] = {
     "bind": True,
     "acks_late": True,
+    # Nobody reads what these return (Flower shows it from the task events): storing it wrote
+    # a result and a STARTED state per task, kept a day, the largest Redis cost of a long
+    # rollout after its results (a check every few seconds, a task per probe batch).
+    "ignore_result": True,
     "max_retries": MAX_RETRIES,
     "soft_time_limit": 120,
     "time_limit": 150,
@@ -217,7 +221,7 @@ def check(self: Task, rollout_id: str, window: str, chain: bool = True) -> str:
     return _coordinate(self, rollout_id, f"interim check of {window}", look, window)
 
 
-@app.task(name="canary.probe_batch", bind=True, acks_late=True, max_retries=3)
+@app.task(name="canary.probe_batch", bind=True, acks_late=True, max_retries=3, ignore_result=True)
 def probe_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
     """Run a batch of synthetic transactions against both versions and record the results once."""
 
@@ -257,7 +261,7 @@ def probe_batch(self: Task, batch: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-@app.task(name="canary.later", acks_late=True)
+@app.task(name="canary.later", acks_late=True, ignore_result=True)
 def later(task_name: str, args: list[Any], due_at: float) -> str:
     """Send ``task_name(*args)`` at ``due_at`` (Unix time), waiting in hops (see _schedule)."""
     left = due_at - time.time()
@@ -310,7 +314,13 @@ def abort(rollout_id: str, command_id: str | None = None) -> str:
     return _command(rollout_id, "abort", command_id)
 
 
-@app.task(name="canary.monitor_tick", acks_late=False, soft_time_limit=30, time_limit=45)
+@app.task(
+    name="canary.monitor_tick",
+    acks_late=False,
+    ignore_result=True,
+    soft_time_limit=30,
+    time_limit=45,
+)
 def monitor_tick() -> list[str]:
     """Beat's task: probe stable monitors that are due, and alert on stuck rollouts."""
 

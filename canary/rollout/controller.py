@@ -17,6 +17,7 @@ calls, in order, as Argo Rollouts' ``rolloutCanary`` does.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -40,6 +41,7 @@ from canary.rollout.stuck import check_stuck, stuck_limit
 from canary.rollout.windows import (
     MAX_BATCHES_PER_WINDOW,
     STRAGGLER_GRACE_S,
+    BatchSpec,
     VersionTarget,
     max_batches,
     plan_window,
@@ -300,6 +302,10 @@ def _dispatch_window(
 
 def analyze(ctx: Context, rollout_id: str, window: str) -> str:
     """Judge a finished window and apply the decision."""
+    if ctx.store.is_sealed(rollout_id, window):
+        # Judged already: the fallback scheduled at the step's end, after the last batch's
+        # record woke the analysis. One read, rather than waiting for the lock behind others.
+        return "stale"
     with ctx.store.lock(rollout_id, wait_s=5.0) as fence:
         if fence is None:
             ctx.dispatcher.analyze(rollout_id, window, RECHECK_S)
@@ -311,9 +317,42 @@ def analyze(ctx: Context, rollout_id: str, window: str) -> str:
         if not _running(record, window):
             return "stale"
         record.fence = fence
-        word, engine = _analyze(ctx, record, window)
+        following = _NextStep(ctx.dispatcher, rollout_id)
+        word, engine = _analyze(dataclasses.replace(ctx, dispatcher=following), record, window)
+        if following.due is not None:
+            # The next step starts in this task, under the lock it holds, rather than in a task
+            # of its own: at 50 rollouts whose steps end together, that hop (a publish, a
+            # delivery, the lock again, the record read and written again) was most of how
+            # late their next steps began (scripts/bench-scale, py-spy).
+            _advance(ctx, record, *following.due)
         outcome.save(ctx, record, engine=engine, progress=word != "waiting")
         return word
+
+
+class _NextStep:
+    """A Dispatcher that keeps the analysed rollout's immediate next step for the caller to run.
+
+    Everything else (probes, checks, later steps, other rollouts) goes to ``inner``.
+    """
+
+    def __init__(self, inner: Dispatcher, rollout_id: str) -> None:
+        self.inner, self.rollout_id = inner, rollout_id
+        self.due: tuple[int, int] | None = None
+
+    def probe(self, batch: BatchSpec, queue: str) -> None:
+        self.inner.probe(batch, queue)
+
+    def analyze(self, rollout_id: str, window: str, countdown: float) -> None:
+        self.inner.analyze(rollout_id, window, countdown)
+
+    def check(self, rollout_id: str, window: str, countdown: float) -> None:
+        self.inner.check(rollout_id, window, countdown)
+
+    def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None:
+        if rollout_id == self.rollout_id and countdown <= 0 and self.due is None:
+            self.due = (step, attempt)
+        else:
+            self.inner.advance(rollout_id, step, attempt, countdown)
 
 
 def _analyze(ctx: Context, record: RolloutRecord, window: str) -> tuple[str, dict[str, Any] | None]:
@@ -485,7 +524,12 @@ def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> 
     official results are observed into the kept one by ``analyze``), so a look changes nothing
     unless it rolls back, and only then is the lock taken and the record re-read.
     """
-    record = ctx.store.load_record(rollout_id)
+    key = (rollout_id, window)
+    seen, count = _pushed.get(key, ([], 0))
+    look = ctx.store.look(rollout_id, window, count)
+    if look.sealed:
+        return "stale"  # judged (or cut short) already
+    record = look.record
     if record is None:
         return "unknown"
     if not _running(record, window):
@@ -496,8 +540,8 @@ def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> 
     left = (record.window_interval or 0.0) - elapsed
     if every is None or left <= 0:
         return "stale"  # analyze judges the window now
-    session = _check_session(ctx, record)
-    session.observe(ctx.store.interim_results(rollout_id, window))
+    session = _check_session(ctx, record, look.engine)
+    session.observe(_pushed_so_far(key, seen, count, look.pushed))
     decision = session.decide(now, record.weight, step_end=False, holds=record.attempt)
     if decision.action != "rollback":
         if not chain:
@@ -542,7 +586,9 @@ _first_states: dict[tuple[str, float], str] = {}
 FIRST_STATES_KEPT = 256
 
 
-def _check_session(ctx: Context, record: RolloutRecord) -> JudgeSession:
+def _check_session(
+    ctx: Context, record: RolloutRecord, state: dict[str, Any] | None
+) -> JudgeSession:
     """The judge opened for an interim look: on its kept state, else on the window's first one.
 
     Until the first step end keeps a state, opening the judge reads and parses the whole stable
@@ -550,7 +596,6 @@ def _check_session(ctx: Context, record: RolloutRecord) -> JudgeSession:
     (scripts/bench-scale, py-spy), so a process builds it once per window and reuses it.
     """
     judge = get_rollout_judge(record.config.analysis.judge)
-    state = ctx.store.load_engine(record.id)
     if state is not None:
         return judge.open(_setup(ctx, record), state)
     key = (record.id, float(record.window_started_at or 0.0))
@@ -563,3 +608,24 @@ def _check_session(ctx: Context, record: RolloutRecord) -> JudgeSession:
     while len(_first_states) > FIRST_STATES_KEPT:
         _first_states.pop(next(iter(_first_states)), None)
     return session
+
+
+# (rollout id, window) → the look-ahead results a process read so far, and how many log entries.
+_pushed: dict[tuple[str, str], tuple[list[TransactionResult], int]] = {}
+PUSHED_KEPT = 512
+
+
+def _pushed_so_far(
+    key: tuple[str, str], seen: list[TransactionResult], count: int, new: list[TransactionResult]
+) -> list[TransactionResult]:
+    """The window's look-ahead results in time order: those read before, and ``new`` ones.
+
+    Reading and parsing every result pushed so far was most of an interim check's cost, and it
+    grew with the step; the log is append-only while the window runs, so what a process read
+    stays valid, and threads that race here store lists that each match their own count.
+    """
+    results = sorted([*seen, *new], key=lambda r: r.t) if new else seen
+    _pushed[key] = (results, count + len(new))
+    while len(_pushed) > PUSHED_KEPT:
+        _pushed.pop(next(iter(_pushed)), None)
+    return list(results)

@@ -10,10 +10,11 @@ from typing import Any
 
 # How long analysis waits past the end of a window for late batches before judging without them.
 STRAGGLER_GRACE_S = 30.0
-# A batch holds a worker slot while it paces its probes over the window, so a window is cut into
-# at most this many batches (raising batch_size when needed): more would queue behind the
-# worker slots and start late, in a burst. Larger batches cost nothing, since a worker's probe
-# threads are shared by all its batches. Override with CANARY_MAX_BATCHES.
+# A window is cut into at most this many batches (raising batch_size when needed). A batch holds
+# no worker slot while it paces (the process's pacer does, canary.fleet), so the cap is not for
+# the slots: each batch is a task to send, a claim to keep alive and a record to write, while
+# larger batches cost nothing, since a worker's probe threads are shared by all its batches.
+# Override with CANARY_MAX_BATCHES.
 MAX_BATCHES_PER_WINDOW = 48
 
 

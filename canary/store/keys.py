@@ -93,6 +93,10 @@ class Keys:
         """Hash result id → JSON of results pushed while a window runs (look-ahead; expires)."""
         return f"{self.root}:rollout:{rollout_id}:interim:{window}"
 
+    def interim_log(self, rollout_id: str, window: str) -> str:
+        """List of the look-ahead results in the order they were first pushed (checks read on)."""
+        return f"{self.root}:rollout:{rollout_id}:interim-log:{window}"
+
     def lookahead(self, rollout_id: str, window: str) -> str:
         """How many look-ahead results an interim rollback kept with a window's results."""
         return f"{self.root}:rollout:{rollout_id}:lookahead:{window}"

@@ -7,9 +7,16 @@ store as a StoreError.
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from typing import Any
+
 import redis
 
+from canary.probing.result import TransactionResult
+from canary.rollout.record import RolloutRecord
 from canary.settings import load_settings
+from canary.store.base import mapped
 from canary.store.history import HISTORY_KEPT, MONITORS_KEPT, HistoryStore
 from canary.store.rollouts import (
     EVENTS_MAXLEN,
@@ -21,7 +28,6 @@ from canary.store.rollouts import (
 from canary.store.windows import (
     INTERIM_TTL_S,
     RESULTS_TTL_S,
-    SEALED_INTERIM_TTL_S,
     WindowStore,
 )
 
@@ -33,8 +39,8 @@ __all__ = [
     "MONITORS_KEPT",
     "RESULTS_TTL_S",
     "ROLLOUTS_KEPT",
-    "SEALED_INTERIM_TTL_S",
     "Command",
+    "Look",
     "Store",
     "connect",
 ]
@@ -52,9 +58,46 @@ def connect(url: str | None = None) -> redis.Redis:
     )
 
 
+@dataclass(frozen=True)
+class Look:
+    """What an interim check reads: the window's seal, the record, the judge's state, new pushes."""
+
+    sealed: bool
+    record: RolloutRecord | None
+    engine: dict[str, Any] | None
+    pushed: list[TransactionResult]
+
+
 class Store(RolloutStore, WindowStore, HistoryStore):
     """All of canary's Redis reads and writes, behind names rather than key strings."""
 
     @classmethod
     def from_url(cls, url: str | None = None) -> Store:
         return cls(connect(url))
+
+    def look(self, rollout_id: str, window: str, pushed_from: int) -> Look:
+        """Everything an interim check reads, in one round trip (``interim_since`` for pushes).
+
+        A check runs every few seconds for every running rollout; its separate reads were as
+        many round trips, each a wait behind everything else Redis does at a busy moment.
+        """
+        with mapped(f"cannot read rollout {rollout_id} for a check of {window}"):
+            pipe = self.r.pipeline(transaction=False)
+            pipe.exists(self.keys.sealed(rollout_id, window))
+            pipe.get(self.keys.rollout(rollout_id))
+            pipe.get(self.keys.engine(rollout_id))
+            pipe.lrange(self.keys.interim_log(rollout_id, window), pushed_from, -1)
+            sealed, raw, engine, pushed = pipe.execute()
+        if sealed or raw is None:
+            return Look(bool(sealed), None, None, [])
+        doc = json.loads(raw)
+        # Records written before the judge state had its own key carried it inside.
+        state = (
+            json.loads(engine) if engine else (dict(doc["engine"]) if doc.get("engine") else None)
+        )
+        return Look(
+            False,
+            RolloutRecord.from_dict(doc),
+            state,
+            [TransactionResult.from_dict(json.loads(p)) for p in pushed],
+        )

@@ -11,10 +11,9 @@ from canary.store.base import StoreBase, mapped
 
 RESULTS_TTL_S = 30 * 24 * 3600
 # The look-ahead copy only serves the interim checks of a running window; the batch record stays
-# the truth, so a day is plenty.
+# the truth, so a day is plenty; once its window is sealed it is deleted (nothing reads it then),
+# so a rollout keeps one window's look-ahead however many steps it runs.
 INTERIM_TTL_S = 24 * 3600
-# ... and once its window is sealed, a few minutes (for a look at what was pushed, not more).
-SEALED_INTERIM_TTL_S = 300
 
 
 class WindowStore(StoreBase):
@@ -95,8 +94,10 @@ class WindowStore(StoreBase):
         with mapped(f"cannot seal {window} of {rollout_id}"):
             got = self.scripts["seal_window"](keys=keys, args=[RESULTS_TTL_S, *expected])
             # The look-ahead only serves checks of a running window (and, just above, the
-            # results of an interim rollback): once sealed nothing adds to it, so it goes soon.
-            self.r.expire(self.keys.interim(rollout_id, window), SEALED_INTERIM_TTL_S)
+            # results of an interim rollback): once sealed nothing adds to it or reads it.
+            self.r.delete(
+                self.keys.interim(rollout_id, window), self.keys.interim_log(rollout_id, window)
+            )
         return set(got)
 
     def record_interim(
@@ -111,18 +112,30 @@ class WindowStore(StoreBase):
             args += [result_id, json.dumps(result.to_dict())]
         with mapped(f"cannot push interim results of {window}"):
             got = self.scripts["record_interim"](
-                keys=[self.keys.interim(rollout_id, window), self.keys.sealed(rollout_id, window)],
+                keys=[
+                    self.keys.interim(rollout_id, window),
+                    self.keys.sealed(rollout_id, window),
+                    self.keys.interim_log(rollout_id, window),
+                ],
                 args=args,
             )
         return int(got)
 
     def interim_results(self, rollout_id: str, window: str) -> list[TransactionResult]:
         """The look-ahead results pushed so far for a window, in time order."""
-        with mapped(f"cannot read interim results of {window}"):
-            raws = self.r.hvals(self.keys.interim(rollout_id, window))
-        got = [TransactionResult.from_dict(json.loads(raw)) for raw in raws]
+        got = self.interim_since(rollout_id, window, 0)
         got.sort(key=lambda r: r.t)
         return got
+
+    def interim_since(self, rollout_id: str, window: str, start: int) -> list[TransactionResult]:
+        """The look-ahead results from position ``start`` of the window's log, as first pushed.
+
+        A check that keeps what it read reads on from there: its cost is what came since its
+        last look, not everything the step pushed so far.
+        """
+        with mapped(f"cannot read interim results of {window}"):
+            raws = self.r.lrange(self.keys.interim_log(rollout_id, window), start, -1)
+        return [TransactionResult.from_dict(json.loads(raw)) for raw in raws]
 
     def is_sealed(self, rollout_id: str, window: str) -> bool:
         with mapped(f"cannot read {window} of {rollout_id}"):

@@ -22,7 +22,9 @@ def test_the_bench_runs_and_its_last_line_is_the_summary(tmp_path: Path) -> None
     r = subprocess.run(
         [
             *(sys.executable, str(ROOT / "scripts" / "bench-scale"), "--tiny", "--json"),
-            *("--rollouts", "1", "--trials", "1", "--workdir", str(tmp_path)),
+            # The one scale row is probed by the results injector, so that it runs here too
+            # (the hard failure and operator parts probe for real).
+            *("--rollouts", "1", "--inject-from", "1", "--trials", "1", "--workdir", str(tmp_path)),
         ],
         capture_output=True,
         text=True,
@@ -41,4 +43,7 @@ def test_the_bench_runs_and_its_last_line_is_the_summary(tmp_path: Path) -> None
     # Every figure is printed beside its target, and the curves were drawn.
     assert any(line.startswith("hard failure → router, p95") for line in lines)
     assert any(line.startswith("targets met:") for line in lines)
+    # Rows measured with the injector say so.
+    assert any(line.startswith("N=1 injected: check lag p95") for line in lines)
+    assert any("first failure → decision / → router" in line for line in lines)
     assert (tmp_path / "scale.svg").exists()

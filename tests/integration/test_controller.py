@@ -49,6 +49,7 @@ class InlineDispatcher:
     threaded_probes: bool = False
     checks: list[str] = field(default_factory=list)  # what each interim check answered
     batches: list[dict[str, Any]] = field(default_factory=list)  # what each batch returned
+    advances: list[str] = field(default_factory=list)  # what each advance task answered
 
     def probe(self, batch: BatchSpec, queue: str) -> None:
         self.queues_used.add(queue)
@@ -98,7 +99,7 @@ class InlineDispatcher:
             elif kind == "check":
                 self.checks.append(controller.check(ctx, *args))
             else:
-                controller.advance(ctx, *args)
+                self.advances.append(controller.advance(ctx, *args))
         for t in threads:
             t.join(max(0.0, end - time.time()))
 
@@ -379,10 +380,27 @@ def test_a_healthy_canary_passes_its_interim_checks(
     assert not any(d["metrics"].get("interim") for d in decisions)
     store = Store.from_url(redis_url)
     for w in store.windows(final["id"]):
-        # The look-ahead was pushed, and the judged results are the batch records, complete.
-        assert store.interim_results(final["id"], w)
+        # The judged results are the batch records, complete; the look-ahead the checks read
+        # went with the seal, so a rollout keeps one window's look-ahead however long it runs.
+        assert store.interim_results(final["id"], w) == []
         assert len(store.window_results(final["id"], w)) == 12 * 2 * len(TX)
         assert store.window_accounting(final["id"], w)["lookahead"] == 0
+
+
+def test_a_step_boundary_is_one_task_the_analysis_starts_the_next_step(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    # Steps of rollouts that end together queued behind each other's hops: the analysis that
+    # decides to go on sets the next weight and sends its batches itself, under its lock.
+    url = demo_service_factory("s").url
+    final, events, disp = _run(redis_url, _config(tmp_path, url, url))
+    assert final["state"] == "promoted", final.get("reasons")
+    steps = [e["data"] for e in events if e["type"] == "step"]
+    assert len(steps) == len(final["weights"]) >= 2
+    # Only the first step had a task of its own (sent by create).
+    assert disp.advances == ["probing"]
+    weights = [e["data"]["weight"] for e in events if e["type"] == "weight"]
+    assert weights[: len(final["weights"])] == final["weights"]
 
 
 def test_only_the_sequential_engine_gets_interim_checks(

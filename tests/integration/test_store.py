@@ -11,7 +11,7 @@ from canary.errors import StoreError
 from canary.probing.result import TransactionResult
 from canary.store import Keys, Store, connect
 from canary.store.base import SCRIPTS, lua_source
-from canary.store.redis_store import HISTORY_KEPT, INTERIM_TTL_S, SEALED_INTERIM_TTL_S
+from canary.store.redis_store import HISTORY_KEPT, INTERIM_TTL_S
 
 
 def _res(i: int, version: str = "canary", ok: bool = True) -> TransactionResult:
@@ -119,6 +119,10 @@ def test_interim_results_count_each_probe_slot_once(redis_url: str) -> None:
     got = store.interim_results("r1", "w")
     assert [r.t for r in got] == [1000.0, 1001.0, 1002.0, 1003.0] and all(r.ok for r in got)
     assert 0 < store.r.ttl(store.keys.interim("r1", "w")) <= INTERIM_TTL_S
+    assert 0 < store.r.ttl(store.keys.interim_log("r1", "w")) <= INTERIM_TTL_S
+    # A check reads on from where it stopped: only the slots that were new, as first pushed.
+    assert [r.t for r in store.interim_since("r1", "w", 3)] == [1003.0]
+    assert store.interim_since("r1", "w", 4) == []
 
 
 def test_interim_results_are_refused_once_the_window_is_sealed(redis_url: str) -> None:
@@ -127,9 +131,10 @@ def test_interim_results_are_refused_once_the_window_is_sealed(redis_url: str) -
     store.seal_window("r1", "w", ["b1"])
     assert store.record_interim("r1", "w", [("b1:1:canary", _res(1))]) == -1
     assert store.record_interim("r1", "w", []) == -1
-    assert len(store.interim_results("r1", "w")) == 1
-    # Nothing adds to a sealed window's look-ahead, so it goes within minutes, not a day.
-    assert 0 < store.r.ttl(store.keys.interim("r1", "w")) <= SEALED_INTERIM_TTL_S
+    # Nothing adds to a sealed window's look-ahead or reads it: it goes at once, so a rollout
+    # keeps one window's look-ahead however many steps it runs.
+    assert store.interim_results("r1", "w") == []
+    assert not store.r.exists(store.keys.interim("r1", "w"), store.keys.interim_log("r1", "w"))
     # A plain seal (a step end) leaves the window's results to the batch records alone.
     assert store.window_results("r1", "w") == []
     assert store.window_accounting("r1", "w")["lookahead"] == 0
@@ -262,3 +267,28 @@ def test_the_scripts_are_loaded_by_name_from_the_package() -> None:
         assert "redis.call" in lua_source(name)
     with pytest.raises(StoreError, match="unknown Lua script 'nope'; known: claim_tick"):
         lua_source("nope")
+
+
+def test_a_check_reads_all_it_needs_in_one_look(redis_url: str) -> None:
+    from tests.unit.rollout.test_record import _record
+
+    store = Store.from_url(redis_url)
+    rec = _record()
+    store.create_record(rec)
+    store.record_interim(rec.id, "w", [("b1:0:canary", _res(0)), ("b1:0:stable", _res(1))])
+    look = store.look(rec.id, "w", 0)
+    assert not look.sealed and look.record is not None and look.record.id == rec.id
+    assert look.engine is None and [r.t for r in look.pushed] == [1000.0, 1001.0]
+    rec.fence = 1
+    store.save_record(rec, engine={"evidence": [1]})
+    store.record_interim(rec.id, "w", [("b1:1:canary", _res(2))])
+    # Read on from what the check already has.
+    look = store.look(rec.id, "w", 2)
+    assert look.engine == {"evidence": [1]} and [r.t for r in look.pushed] == [1002.0]
+    # Records written before the judge state had its own key carry it inside.
+    old = {**_record().to_dict(), "id": "old-2", "engine": {"evidence": [3]}}
+    store.create_rollout(old)
+    assert store.look("old-2", "w", 0).engine == {"evidence": [3]}
+    store.seal_window(rec.id, "w", ["b1"])
+    assert store.look(rec.id, "w", 0) == type(look)(True, None, None, [])
+    assert store.look("missing", "w", 0).record is None
