@@ -29,6 +29,8 @@ MAX_BUCKETS = 64
 MAX_BATCHES = 64
 # Distinct failure messages remembered per series (the rest are counted as "other").
 MAX_MESSAGES = 12
+# A run of failures counts as at least a sixth of its length in independent ones.
+MAX_FAILURE_DISPERSION = 6.0
 # Steps remembered per series for the reasons' "slowest step" (the rest are not tracked).
 MAX_STEPS = 16
 # Latencies are clamped before the log so that a 0 ms result (a broken clock) cannot give -inf.
@@ -151,6 +153,10 @@ class Ledger:
         # Per series and step name of a multi-step transaction: [runs, sum of log latency] of
         # the steps of successful runs, for the reasons (the slow step).
         self.step_lat: dict[str, dict[str, list[float]]] = {}
+        # Per series: [failures, runs of consecutive failures, last run failed (0/1)]. Real
+        # failures come in runs (a pod restarting, a dependency's blip), and a run of k
+        # failures carries the evidence of fewer than k independent ones (failure_dispersion).
+        self.fail_runs: dict[str, list[float]] = {}
         self.last_t = -math.inf
         self._snap_cache: dict[str, npt.NDArray[np.float64]] = {}
         self._snap_len = -1
@@ -175,6 +181,7 @@ class Ledger:
             "messages": self.messages,
             "batch_log": self.batch_log,
             "step_lat": self.step_lat,
+            "fail_runs": self.fail_runs,
             "history_wander": list(self.history_wander),
             "last_t": self.last_t if math.isfinite(self.last_t) else None,
         }
@@ -216,6 +223,7 @@ class Ledger:
             k: {name: [float(x) for x in row] for name, row in v.items()}
             for k, v in state.get("step_lat", {}).items()
         }
+        self.fail_runs = {k: [float(x) for x in v] for k, v in state.get("fail_runs", {}).items()}
         last = state.get("last_t")
         self.last_t = -math.inf if last is None else float(last)
         for txn in {k.rpartition("|")[0] for k in self.cum}:
@@ -254,8 +262,12 @@ class Ledger:
             if c is None:
                 self.ensure(txn)
                 c = self.cum[key]
+            fr = self.fail_runs.setdefault(key, [0.0, 0.0, 0.0])
             if not r.ok:
                 self._remember(key, r.error)
+                fr[0] += 1.0
+                fr[1] += 1.0 - fr[2]
+            fr[2] = 0.0 if r.ok else 1.0
             warming = rel < s.warmup_s and not self.warm_off
             lat = max(r.latency_ms, MIN_LATENCY_MS)
             y = math.log(lat)
@@ -419,6 +431,17 @@ class Ledger:
             arr = np.asarray([s.get(key, ZEROS) for s in self.snaps], dtype=float)
             self._snap_cache[key] = arr
         return arr
+
+    def failure_dispersion(self, txn: str) -> float:
+        """How many failures, on average, one run of consecutive failures holds in ``txn``
+        (the larger of the two versions'; 1 while there are fewer than 3 runs to tell by):
+        the factor by which clustering inflates the variance of a failure count."""
+        out = 1.0
+        for v in VERSIONS:
+            fails, runs, _ = self.fail_runs.get(f"{txn}|{v}", (0.0, 0.0, 0.0))
+            if runs >= 3:
+                out = max(out, fails / runs)
+        return min(out, MAX_FAILURE_DISPERSION)
 
     def step_runs(self, key: str) -> int:
         return int(self.cum[key][N] - self.step_mark.get(key, 0.0))

@@ -217,19 +217,26 @@ def run_tests(ledger: Ledger, wander: Wander) -> list[TestOutcome]:
     pooled_ok = np.ones(windows, dtype=bool)
     all_n = np.zeros(windows)
     all_fail = np.zeros(windows)
+    phi_all = 1.0
     for txn in txns:
         c = ledger.windows(f"{txn}|canary")
         st = ledger.windows(f"{txn}|stable")
         has = c[:, N] > 0
         all_n += c[:, N]
         all_fail += c[:, FAIL]
+        # Failures in runs: the evidence of k clustered failures is that of k / phi independent
+        # ones. An e-value raised to a power 1/phi <= 1 is still an e-value (Jensen).
+        phi = ledger.failure_dispersion(txn)
+        phi_all = max(phi_all, phi)
         if p_fail > 0:
-            add(txn, "success objective", bernoulli_log_e_vec(c[:, FAIL], c[:, N], p_fail), has)
+            le = bernoulli_log_e_vec(c[:, FAIL], c[:, N], p_fail) / phi
+            add(txn, "success objective", le, has)
         if slo.latency_p95_ms is not None:
             add(txn, "latency objective", bernoulli_log_e_vec(c[:, OVER_SLO], c[:, N], 0.05), has)
         enough = (c[:, N] >= minn) & (st[:, N] >= minn)
         pooled_ok &= enough
-        err = rate_difference_vec(c[:, N], c[:, FAIL], st[:, N], st[:, FAIL])
+        d_err, v_err = rate_difference_vec(c[:, N], c[:, FAIL], st[:, N], st[:, FAIL])
+        err = (d_err, v_err * phi)
         pooled_err.append(err)
         # Latency of successful runs only; the wander variance does not shrink with more runs,
         # so a version that drifts by itself can never pile up evidence against the other.
@@ -253,7 +260,8 @@ def run_tests(ledger: Ledger, wander: Wander) -> list[TestOutcome]:
     # shows sooner in the average than in any one of them.
     if pooled and p_fail > 0:
         # The objective is a share of all transactions, so it is also tested pooled.
-        add(ALL, "success objective", bernoulli_log_e_vec(all_fail, all_n, p_fail), all_n > 0)
+        le = bernoulli_log_e_vec(all_fail, all_n, p_fail) / phi_all
+        add(ALL, "success objective", le, all_n > 0)
     if pooled and pooled_ok.any():
         k = float(len(txns))
         for name, parts, margin, tau in (

@@ -606,3 +606,20 @@ def test_step_evidence_lets_a_burst_of_one_version_make_up_for_a_thin_other() ->
     assert step_evidence(8, 21) > 10  # bursty probes: as good as 10 of each
     assert step_evidence(7, 12) < 10
     assert step_evidence(0, 50) == 0
+
+
+def test_failures_in_runs_count_as_fewer_independent_ones_and_survive_a_round_trip() -> None:
+    eng = engine()
+    eng.observe(history())
+    results = stream(3, 120)
+    # Canary checkout failures come in runs of four: a restarting pod, not four bad requests.
+    canary = [r for r in results if r.version == "canary" and r.transaction == "checkout"]
+    for i in range(0, 200, 40):
+        for r in canary[i : i + 4]:
+            r.ok, r.error = False, "status 503"
+    eng.observe(results)
+    phi = eng.ledger.failure_dispersion("checkout")
+    assert 3.0 <= phi <= 4.0
+    assert eng.ledger.failure_dispersion("browse") == 1.0  # too few runs of failures to tell
+    again = AnalysisEngine.from_state(json.loads(json.dumps(eng.to_state())))
+    assert again.ledger.failure_dispersion("checkout") == phi
