@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import tempfile
+import warnings
+from collections.abc import Iterator
 
 import pytest
 
@@ -30,6 +33,24 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _private_home is not None:
         shutil.rmtree(_private_home, ignore_errors=True)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@pytest.fixture(autouse=True)
+def _signal_dispositions_restored() -> Iterator[None]:
+    """A test that leaves a stop signal ignored is named, and the signal restored after it.
+
+    Children inherit an ignored signal across exec, and Python then keeps ignoring SIGINT: every
+    `canary run` a later test starts in the same (xdist worker) process would shrug off Ctrl-C.
+    """
+    before = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    yield
+    for sig, handler in before.items():
+        if signal.getsignal(sig) == signal.SIG_IGN and handler != signal.SIG_IGN:
+            warnings.warn(f"the test left {sig.name} ignored; restored", stacklevel=1)
+            signal.signal(sig, handler)
 
 
 def _shares_state_across_tests(item: pytest.Item) -> bool:
