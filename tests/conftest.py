@@ -1,1 +1,82 @@
+"""Suite-wide setup: the fixture plugins, a private CANARY_HOME per run, and pytest-xdist groups."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import warnings
+from collections.abc import Iterator
+
+import pytest
+
 pytest_plugins = ["tests.fixtures.services", "tests.fixtures.proxies"]
+
+# Set by pytest_configure, removed by pytest_unconfigure.
+_private_home: str | None = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every test run (each xdist worker too) gets its own CANARY_HOME and no CANARY_REDIS_URL.
+
+    Commands fall back to the `canary local up` fleet recorded under CANARY_HOME (by default
+    ~/.canary/local, shared by everyone on the machine): a test that forgets to set its own home
+    must find nothing there, not a developer's fleet or another worker's.
+    """
+    global _private_home
+    _private_home = tempfile.mkdtemp(prefix="canary-test-home-")
+    os.environ["CANARY_HOME"] = _private_home
+    os.environ.pop("CANARY_REDIS_URL", None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _private_home is not None:
+        shutil.rmtree(_private_home, ignore_errors=True)
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@pytest.fixture(autouse=True)
+def _signal_dispositions_restored() -> Iterator[None]:
+    """A test that leaves a stop signal ignored is named, and the signal restored after it.
+
+    Children inherit an ignored signal across exec, and Python then keeps ignoring SIGINT: every
+    `canary run` a later test starts in the same (xdist worker) process would shrug off Ctrl-C.
+    """
+    before = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
+    yield
+    for sig, handler in before.items():
+        if signal.getsignal(sig) == signal.SIG_IGN and handler != signal.SIG_IGN:
+            warnings.warn(f"the test left {sig.name} ignored; restored", stacklevel=1)
+            signal.signal(sig, handler)
+
+
+def _shares_state_across_tests(item: pytest.Item) -> bool:
+    """The test uses a module- or class-scoped fixture, or a session-scoped one of its module.
+
+    Such fixtures (a gate stack, a `canary local up` fleet, a browser) are costly to build:
+    their tests stay on one xdist worker so that the fixture is built once, not once per worker.
+    """
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    module_file = str(item.path)
+    for defs in info.name2fixturedefs.values():
+        for fixture_def in defs:
+            if fixture_def.scope in ("module", "class", "package"):
+                return True
+            func = getattr(fixture_def, "func", None)
+            code = getattr(func, "__code__", None)
+            if fixture_def.scope == "session" and code and code.co_filename == module_file:
+                return True
+    return False
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup``, keep the tests of a module with shared fixtures together."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None and _shares_state_across_tests(item):
+            item.add_marker(pytest.mark.xdist_group(name=item.nodeid.split("::", 1)[0]))

@@ -37,9 +37,15 @@ AUTH = ("canary", PASSWORD)
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` at the ceiling."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        got = check()
+        try:
+            got = check()
+        except StaleElementReferenceException:
+            # The live stream swapped the fragment between finding an element and reading it.
+            got = None
         if got:
             return got
         if time.monotonic() > deadline:

@@ -19,6 +19,7 @@ from canary.rollout import controller
 from canary.rollout.config import load_rollout
 from canary.store import Store
 from tests.fixtures.services import DemoFactory
+from tests.fixtures.waits import wait_until
 from tests.integration.test_controller import InlineDispatcher, _config
 
 
@@ -111,9 +112,8 @@ def test_a_running_batch_pushes_its_results_ahead_of_its_record(
     store, record, batches = _setup(tmp_path, redis_url, demo_service_factory)
     b = {**batches[0], "start_at": time.time(), "spread_s": 3.0, "flush_s": 1.0}
     thread, out = _run_in_thread(store, b)
-    time.sleep(2.2)
-    early = store.interim_results(record["id"], "s0a0")
-    assert early and store.window_results(record["id"], "s0a0") == []
+    wait_until("a first push", lambda: store.interim_results(record["id"], "s0a0"))
+    assert store.window_results(record["id"], "s0a0") == []
     thread.join(15)
     assert out and out[0]["recorded"], out
     # Keyed by probe slot: the batch's id, the probe's index, the version.
@@ -134,7 +134,7 @@ def test_a_batch_stops_probing_once_its_window_was_judged_early(
     started = time.time()
     b = {**batches[0], "start_at": started, "spread_s": 20.0, "flush_s": 1.0}
     thread, out = _run_in_thread(store, b)
-    time.sleep(1.5)
+    wait_until("a first push", lambda: store.interim_results(record["id"], "s0a0"))
     store.seal_window(record["id"], "s0a0", [b["batch_id"]], keep_lookahead=True)
     thread.join(15)
     assert out and out[0]["stopped_early"] and out[0]["skipped"].startswith("refused"), out
