@@ -8,12 +8,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from canary import __version__
+from canary.cli.exits import EXIT_FAILURE, EXIT_INVALID
 from canary.errors import CanaryError, ConfigError
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_INVALID = 2
-EXIT_ROLLED_BACK = 3
 # What a shell reports for a process killed by SIGPIPE: `canary schema | head` is not an error.
 EXIT_BROKEN_PIPE = 141
 

@@ -12,14 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from canary.analysis.engine import EngineSettings
 from canary.analysis.slo import SLO
+from canary.cli.exits import EXIT_FAILURE, EXIT_INVALID, EXIT_OK
 from canary.cli.helptext import HelpFormatter, epilog
 from canary.documents import load_document, parse_model
 from canary.errors import CanaryError, ConfigError
 from canary.replay import SLOModel, load_recording, replay
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_INVALID = 2
 
 
 class _Strict(BaseModel):

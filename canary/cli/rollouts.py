@@ -17,6 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
+from canary.cli.exits import EXIT_FAILURE, EXIT_OK, EXIT_ROLLED_BACK
 from canary.cli.follow import Followed, follow
 from canary.cli.helptext import HelpFormatter, epilog
 from canary.errors import CanaryError, StoreError
@@ -27,8 +28,12 @@ from canary.rollout.config import RolloutConfig, load_rollout
 from canary.settings import load_settings, redact_url
 from canary.store import Store
 
-EXIT_FAILURE = 1
-EXIT_BY_STATE = {"promoted": 0, "rolled_back": 3, "aborted": 3, "failed": EXIT_FAILURE}
+EXIT_BY_STATE = {
+    "promoted": EXIT_OK,
+    "rolled_back": EXIT_ROLLED_BACK,
+    "aborted": EXIT_ROLLED_BACK,
+    "failed": EXIT_FAILURE,
+}
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit
 
+from canary.cli.exits import EXIT_FAILURE, EXIT_INVALID, EXIT_OK
 from canary.cli.helptext import HelpFormatter, epilog, helped
 from canary.documents import load_document
 from canary.errors import ConfigError, Problem
@@ -15,9 +16,6 @@ from canary.probing import Target, run_transaction
 from canary.probing.fastpath import ProbeSession
 from canary.transactions import load_transaction, transaction_schema
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_INVALID = 2
 MAX_COUNT = 100_000
 KINDS = ("transaction", "rollout", "monitor", "recording")
 
