@@ -24,6 +24,7 @@ from canary.store.rollouts import (
     ROLLOUTS_KEPT,
     Command,
     RolloutStore,
+    engine_state,
 )
 from canary.store.windows import (
     INTERIM_TTL_S,
@@ -91,13 +92,9 @@ class Store(RolloutStore, WindowStore, HistoryStore):
         if sealed or raw is None:
             return Look(bool(sealed), None, None, [])
         doc = json.loads(raw)
-        # Records written before the judge state had its own key carried it inside.
-        state = (
-            json.loads(engine) if engine else (dict(doc["engine"]) if doc.get("engine") else None)
-        )
         return Look(
             False,
             RolloutRecord.from_dict(doc),
-            state,
+            engine_state(engine, doc),
             [TransactionResult.from_dict(json.loads(p)) for p in pushed],
         )

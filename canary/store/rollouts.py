@@ -21,6 +21,16 @@ ROLLOUTS_KEPT = 1_000
 FINISHED_TTL_S = 30 * 24 * 3600
 
 
+def engine_state(raw: bytes | str | None, record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The judge's state from its own key's value, else from inside ``record``: records written
+    before the state had its own key carried it there (load_record moves it)."""
+    if raw:
+        got: dict[str, Any] = json.loads(raw)
+        return got
+    legacy = (record or {}).get("engine")
+    return dict(legacy) if legacy else None
+
+
 @dataclass(frozen=True)
 class Command:
     """An operator command waiting for the coordinator, with the id its sender waits on."""
@@ -78,13 +88,7 @@ class RolloutStore(StoreBase):
         """The judge's state saved with the record, or None (none yet, or a stateless judge)."""
         with mapped(f"cannot read the judge state of {rollout_id}"):
             raw = self.r.get(self.keys.engine(rollout_id))
-        if raw:
-            got: dict[str, Any] = json.loads(raw)
-            return got
-        # Records written before the state had its own key carried it inside (load_record
-        # moves it).
-        legacy = (self.load_rollout(rollout_id) or {}).get("engine")
-        return dict(legacy) if legacy else None
+        return engine_state(raw, None if raw else self.load_rollout(rollout_id))
 
     def save_rollout(self, record: dict[str, Any], *, finished: bool = False) -> bool:
         """Write the record unless a holder with a newer fencing token already did."""
