@@ -47,8 +47,9 @@ def predict(ledger: Ledger, wander: Wander, closed: int, weight: int) -> Predict
     if s.forecast_weight:
         pooled = [ALL] if len(ledger.transactions) >= 2 else []
         names = [*pooled, *ledger.transactions]
+        bar = trend_bar(s.tolerance_trend_z, len(names))
         for scope in names:
-            found = _against_weight(ledger, wander, scope, weight, len(names))
+            found = _against_weight(ledger, wander, scope, weight, bar)
             if found is not None:
                 return found
     if s.forecast_tolerance and s.tolerance_horizon_s > 0:
@@ -56,9 +57,10 @@ def predict(ledger: Ledger, wander: Wander, closed: int, weight: int) -> Predict
         cols = _ratio_columns(ledger, wander, closed)
         scopes = [(ALL, list(cols.values()))] if len(cols) >= 2 else []
         scopes += [(txn, [col]) for txn, col in cols.items()]
+        bar = trend_bar(s.tolerance_trend_z, len(scopes))
         for scope, part in scopes:
             values, variances = _pool(part)
-            found = _tolerance(ledger, scope, values, variances, ht, len(scopes))
+            found = _tolerance(ledger, scope, values, variances, ht, bar)
             if found is not None:
                 return found
     return None
@@ -136,9 +138,10 @@ def _ratio_columns(
 
 
 def _tolerance(
-    ledger: Ledger, scope: str, values: list[float], variances: list[float], h: int, scopes: int
+    ledger: Ledger, scope: str, values: list[float], variances: list[float], h: int, bar: float
 ) -> Prediction | None:
-    """A forecast passing of the latency tolerance by ``scope``'s canary/stable ratio."""
+    """A forecast passing of the latency tolerance by ``scope``'s canary/stable ratio, whose
+    trend must reach the z ``bar``."""
     s, slo = ledger.settings, ledger.slo
     if len(values) < s.forecast_min_buckets:
         return None
@@ -150,7 +153,7 @@ def _tolerance(
     # tolerance well within the horizon. A canary worse than stable but steady, however close
     # to the tolerance, has no such trend.
     slope, z, last_fit = weighted_trend(values, variances)
-    if slope <= 0 or z < trend_bar(s.tolerance_trend_z, scopes):
+    if slope <= 0 or z < bar:
         return None
     if last_fit + 1.5 * h * slope < target:
         return None
@@ -320,7 +323,7 @@ def _weight_rows(
 
 
 def _against_weight(
-    ledger: Ledger, wander: Wander, scope: str, weight: int, scopes: int
+    ledger: Ledger, wander: Wander, scope: str, weight: int, bar: float
 ) -> Prediction | None:
     """Latency that grows with the canary's share of traffic (saturation), forecast at the next
     weight: "at 45% the canary's p95 is forecast to reach 830 ms"."""
@@ -346,7 +349,7 @@ def _against_weight(
     from canary.analysis.forecast import fit_against
 
     fit = fit_against(xs, ys, vs, nxt)
-    if fit is None or fit.slope <= 0 or fit.z < trend_bar(s.tolerance_trend_z, scopes):
+    if fit is None or fit.slope <= 0 or fit.z < bar:
         return None
     # The weight must explain the series better than time does: a canary that saturates jumps
     # when its weight does and is flat while it is held; a leak grows within a step as much as
