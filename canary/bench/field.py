@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -211,7 +212,10 @@ class Bars:
     def __init__(self, rng: np.random.Generator, w: World, tx: Txn) -> None:
         self.server, self.net = _samples(rng, w, tx)
         self.p95 = _p95(self.server, self.net, 1.0)
-        self.tol = _solve(self._at, 1.10 * self.p95)
+
+    @functools.cached_property
+    def tol(self) -> float:
+        return _solve(self._at, 1.10 * self.p95)
 
     def _at(self, m: float) -> float:
         return _p95(self.server, self.net, m)
@@ -252,9 +256,14 @@ def scenario(kind: str, rng: np.random.Generator, w: World) -> tuple[Effects, Tr
     names = list(w.txns)
     base = {n: Bars(rng, w, tx) for n, tx in w.txns.items()}
     slo = float(round(1.8 * max(b.p95 for b in base.values()), -1))
-    tol = min(b.tol for b in base.values())
-    breach = min(b.breach(slo) for b in base.values())
     every = names
+
+    def tol() -> float:  # the server multiplier past the tolerance, on every transaction
+        return min(b.tol for b in base.values())
+
+    def breach() -> float:  # the one at which the first transaction reaches the objective
+        return min(b.breach(slo) for b in base.values())
+
     healthy = Truth(kind, False)
     if kind in ("identical", "noisy", "low-volume", "very-low-volume", "seasonal", "wander"):
         return Effects(), healthy, slo
@@ -297,9 +306,9 @@ def scenario(kind: str, rng: np.random.Generator, w: World) -> tuple[Effects, Tr
         return Effects({n: _const(x) for n in every}), Truth(kind, True, 0.0), slo
     if kind == "latency-drift":
         s0, to_breach = rng.uniform(0, 300), rng.uniform(300, 700)
-        g = (breach - 1.0) / to_breach
+        g = (breach() - 1.0) / to_breach
         eff = Effects({n: _lin(s0, g) for n in every})
-        return eff, Truth(kind, True, s0 + (tol - 1) / g, s0 + to_breach, "latency"), slo
+        return eff, Truth(kind, True, s0 + (tol() - 1) / g, s0 + to_breach, "latency"), slo
     if kind == "latency-drift-near-slo":
         worst = max(names, key=lambda n: base[n].p95)
         slo = float(round(1.2 * base[worst].p95, -1))
@@ -341,12 +350,12 @@ def scenario(kind: str, rng: np.random.Generator, w: World) -> tuple[Effects, Tr
             eff = Effects({n: _from(at, rng.uniform(1.25, 1.6), 1.0) for n in every})
         return eff, Truth(kind, True, at), slo
     if kind == "saturation":
-        return _saturation(rng, w, kind, tol, breach, slo)
+        return _saturation(rng, w, kind, tol(), breach(), slo)
     if kind == "leak":
         double_s, at_breach = rng.uniform(120, 360), rng.uniform(500, 1100)
-        c = (breach - 1.0) / (2.0 ** (at_breach / double_s) - 1.0)
+        c = (breach() - 1.0) / (2.0 ** (at_breach / double_s) - 1.0)
         leak = lambda t: 1.0 + c * (np.exp2(np.maximum(t, 0.0) / double_s) - 1.0)  # noqa: E731
-        onset = double_s * math.log2(1.0 + (tol - 1.0) / c)
+        onset = double_s * math.log2(1.0 + (tol() - 1.0) / c)
         return (
             Effects({n: leak for n in every}),
             Truth(kind, True, onset, at_breach, "latency"),
@@ -367,17 +376,23 @@ def _shift(at: float, span: float, x: float) -> Mult:
 def _saturation(
     rng: np.random.Generator, w: World, kind: str, tol: float, breach: float, slo: float
 ) -> tuple[Effects, Truth, float]:
-    """A canary with fixed capacity: its own queue fills as its share of traffic grows, so
-    its latency is (1 - r0) / (1 - r0 - k w): flat at 5%, steep near its capacity."""
-    r0 = float(rng.uniform(0.3, 0.5))
+    """A canary with fixed capacity and a pool of workers: requests queue once all of them are
+    busy, which grows like u^p / (1 - u) with u its share of traffic over what it can carry
+    (an Erlang-C-like wait): no visible cost at 5%, a steep rise near capacity."""
     w_breach = float(rng.uniform(40.0, 70.0))
-    k = (1.0 - r0) * (1.0 - 1.0 / breach) / (w_breach / 100.0)
-    w_tol = w_breach * (1.0 - 1.0 / tol) / (1.0 - 1.0 / breach)
+    w_cap = w_breach * float(rng.uniform(1.15, 1.6))
+    p = float(rng.uniform(2.0, 4.0))
+
+    def at_weight(weight: np.ndarray) -> np.ndarray:
+        u = np.minimum(weight / w_cap, 0.95)
+        return np.asarray(u**p / (1.0 - u))
+
+    c = (breach - 1.0) / float(at_weight(np.array(w_breach)))
+    w_tol = _solve(lambda x: 1.0 + c * float(at_weight(np.array(x))), tol, 0.0, w_breach)
     lead = w.lead_s
 
     def sat(t: np.ndarray) -> np.ndarray:
-        rho = r0 + k * schedule_weight(t, lead) / 100.0
-        return (1.0 - r0) / (1.0 - np.minimum(rho, 0.9))
+        return 1.0 + c * at_weight(schedule_weight(t, lead))
 
     truth = Truth(kind, True, weight_time(w_tol, lead), weight_time(w_breach, lead), "latency")
     return Effects({n: sat for n in w.txns}), truth, slo
@@ -536,13 +551,19 @@ def _draw_txn(
     return obs, hist
 
 
-def generate_field(kind: str, seed: int) -> tuple[Recording, Truth]:
-    """One recording of scenario ``kind`` drawn with the field noise; deterministic per seed."""
+def plan(kind: str, seed: int) -> tuple[np.random.Generator, World, Effects, Truth, float]:
+    """The draw's world, effects, truth and latency objective, before any run is drawn."""
     if kind not in KINDS:
         raise ValueError(f"unknown scenario {kind!r}; known: {', '.join(KINDS)}")
     rng = np.random.default_rng([seed, KINDS.index(kind), TAG])
     w = world(kind, rng)
     eff, truth, slo = scenario(kind, rng, w)
+    return rng, w, eff, truth, slo
+
+
+def generate_field(kind: str, seed: int) -> tuple[Recording, Truth]:
+    """One recording of scenario ``kind`` drawn with the field noise; deterministic per seed."""
+    rng, w, eff, truth, slo = plan(kind, seed)
     obs: list[TransactionResult] = []
     history: list[TransactionResult] = []
     for name in w.txns:
