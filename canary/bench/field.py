@@ -12,7 +12,7 @@ import numpy as np
 from canary.bench import field_noise as fn
 from canary.bench.scenarios import KINDS, Spec, Truth, build
 from canary.probing.result import TransactionResult
-from canary.replay import Recording
+from canary.replay import Recording, RolloutModel
 
 # Seed tag of this generator: its streams are disjoint from the default's ([seed, kind]) and
 # alt's, whatever --seeds and --seed-offset.
@@ -299,10 +299,10 @@ def scenario(kind: str, rng: np.random.Generator, w: World) -> tuple[Effects, Tr
         e = rng.uniform(0.01, 0.02)
         return Effects(errors={n: _const(e) for n in every}), Truth(kind, True, 0.0), slo
     if kind in ("latency-step", "wander-latency-step"):
-        x = rng.uniform(1.2, 1.5) if kind == "latency-step" else rng.uniform(1.2, 1.45)
+        x = rng.uniform(1.25, 1.5) if kind == "latency-step" else rng.uniform(1.25, 1.45)
         return Effects({n: _const(x) for n in every}), Truth(kind, True, 0.0), slo
     if kind == "warm-up-then-slow":
-        x = rng.uniform(1.2, 1.4)
+        x = rng.uniform(1.25, 1.4)
         return Effects({n: _const(x) for n in every}), Truth(kind, True, 0.0), slo
     if kind == "latency-drift":
         s0, to_breach = rng.uniform(0, 300), rng.uniform(300, 700)
@@ -317,7 +317,7 @@ def scenario(kind: str, rng: np.random.Generator, w: World) -> tuple[Effects, Tr
         truth = Truth(kind, True, s0 + (base[worst].tol - 1) / g, s0 + to_breach, "latency")
         return Effects({worst: _lin(s0, g)}), truth, slo
     if kind == "error-drift":
-        s0, to_tol = rng.uniform(0, 300), rng.uniform(200, 600)
+        s0, to_tol = rng.uniform(0, 240), rng.uniform(150, 450)
         g = 0.005 / to_tol
         top = max(x.fail for x in w.txns.values())
         truth = Truth(kind, True, s0 + to_tol, s0 + (0.01 - top) / g, "errors")
@@ -570,6 +570,12 @@ def generate_field(kind: str, seed: int) -> tuple[Recording, Truth]:
         o, h = _draw_txn(rng, w, eff, name)
         obs += o
         history += h
-    steps = [0, *range(5, 101, 5)] if w.lead_s else None
     spec = Spec(list(w.txns), latency_slo_ms=slo)
-    return build(kind, seed, spec, truth, obs, history, steps, "field")
+    rec, truth = build(kind, seed, spec, truth, obs, history, None, "field")
+    if w.lead_s:
+        # The isolated phase: the schedule starts at weight 0 for one step, then 5% a minute
+        # (the format takes it as initial_weight 0; explicit steps must be at least 1).
+        rec.rollout = RolloutModel(
+            initial_weight=0, step_weight=5, max_weight=100, step_interval_s=60
+        )
+    return rec, truth

@@ -130,11 +130,16 @@ class Backends:
 def backends(
     rng: np.random.Generator, n: int, spread: float, warm_amp: float, warm_tau_s: float
 ) -> Backends:
+    level = rng.normal(0.0, spread, n)
     return Backends(
-        level=rng.normal(0.0, spread, n),
+        # Centred: hosts spread a version's runs but do not make one version slower than the
+        # other for the whole rollout (that would be a regression, not noise).
+        level=level - level.mean(),
+        # A neighbour costs its host 3-10% for a minute or three, every 7-20 minutes: a few
+        # percent on the version's mean while it stays.
         neighbours=[
             neighbour_regimes(
-                rng, rng.uniform(300, 900), rng.uniform(60, 240), rng.uniform(0.05, 0.2)
+                rng, rng.uniform(400, 1200), rng.uniform(60, 180), rng.uniform(0.03, 0.10)
             )
             for _ in range(n)
         ],
