@@ -256,7 +256,6 @@ def scenario(kind: str, rng: np.random.Generator, w: World) -> tuple[Effects, Tr
     names = list(w.txns)
     base = {n: Bars(rng, w, tx) for n, tx in w.txns.items()}
     slo = float(round(1.8 * max(b.p95 for b in base.values()), -1))
-    every = names
 
     def tol() -> float:  # the server multiplier past the tolerance, on every transaction
         return min(b.tol for b in base.values())
@@ -271,17 +270,17 @@ def scenario(kind: str, rng: np.random.Generator, w: World) -> tuple[Effects, Tr
         return Effects(), healthy, slo
     if kind == "slightly-worse":
         x, e = rng.uniform(1.02, 1.05), rng.uniform(0.0005, 0.0015)
-        return Effects({n: _const(x) for n in every}, {n: _const(e) for n in every}), healthy, slo
+        return Effects({n: _const(x) for n in names}, {n: _const(e) for n in names}), healthy, slo
     if kind == "better":
         x = rng.uniform(0.85, 0.95)
-        return Effects({n: _const(x) for n in every}), healthy, slo
+        return Effects({n: _const(x) for n in names}), healthy, slo
     if kind == "tight-slo":
         slo = float(round(1.2 * max(x.p95 for x in base.values()), -1))
         x = rng.uniform(1.01, 1.04)
-        return Effects({n: _const(x) for n in every}), healthy, slo
+        return Effects({n: _const(x) for n in names}), healthy, slo
     if kind == "within-tolerance":
         x, e = rng.uniform(1.05, 1.07), rng.uniform(0.002, 0.003)
-        return Effects({n: _const(x) for n in every}, {n: _const(e) for n in every}), healthy, slo
+        return Effects({n: _const(x) for n in names}, {n: _const(e) for n in names}), healthy, slo
     if kind == "infra-shift":
         at, span = rng.uniform(200, 800), rng.uniform(180, 600)
         x = rng.uniform(0.15, 0.4)
@@ -297,17 +296,17 @@ def scenario(kind: str, rng: np.random.Generator, w: World) -> tuple[Effects, Tr
         return Effects(), healthy, slo
     if kind == "error-step":
         e = rng.uniform(0.01, 0.02)
-        return Effects(errors={n: _const(e) for n in every}), Truth(kind, True, 0.0), slo
+        return Effects(errors={n: _const(e) for n in names}), Truth(kind, True, 0.0), slo
     if kind in ("latency-step", "wander-latency-step"):
         x = rng.uniform(1.25, 1.5) if kind == "latency-step" else rng.uniform(1.25, 1.45)
-        return Effects({n: _const(x) for n in every}), Truth(kind, True, 0.0), slo
+        return Effects({n: _const(x) for n in names}), Truth(kind, True, 0.0), slo
     if kind == "warm-up-then-slow":
         x = rng.uniform(1.25, 1.4)
-        return Effects({n: _const(x) for n in every}), Truth(kind, True, 0.0), slo
+        return Effects({n: _const(x) for n in names}), Truth(kind, True, 0.0), slo
     if kind == "latency-drift":
         s0, to_breach = rng.uniform(0, 300), rng.uniform(300, 700)
         g = (breach() - 1.0) / to_breach
-        eff = Effects({n: _lin(s0, g) for n in every})
+        eff = Effects({n: _lin(s0, g) for n in names})
         return eff, Truth(kind, True, s0 + (tol() - 1) / g, s0 + to_breach, "latency"), slo
     if kind == "latency-drift-near-slo":
         worst = max(names, key=lambda n: base[n].p95)
@@ -321,12 +320,12 @@ def scenario(kind: str, rng: np.random.Generator, w: World) -> tuple[Effects, Tr
         g = 0.005 / to_tol
         top = max(x.fail for x in w.txns.values())
         truth = Truth(kind, True, s0 + to_tol, s0 + (0.01 - top) / g, "errors")
-        return Effects(errors={n: _ramp(s0, g) for n in every}), truth, slo
+        return Effects(errors={n: _ramp(s0, g) for n in names}), truth, slo
     if kind == "error-bursts":
         first, gap = rng.uniform(30, 200), rng.uniform(60, 240)
         length, e = rng.uniform(10, 40), rng.uniform(0.15, 0.5)
         bursts = lambda t: np.where((t >= first) & ((t - first) % gap < length), e, 0.0)  # noqa: E731
-        return Effects(errors={n: bursts for n in every}), Truth(kind, True, first), slo
+        return Effects(errors={n: bursts for n in names}), Truth(kind, True, first), slo
     if kind in ("one-broken-txn", "one-bad-of-12"):
         pick = names[int(rng.integers(len(names)))]
         if kind == "one-broken-txn":
@@ -345,9 +344,9 @@ def scenario(kind: str, rng: np.random.Generator, w: World) -> tuple[Effects, Tr
     if kind == "late-onset":
         at = rng.uniform(300, 900)
         if rng.random() < 0.5:
-            eff = Effects(errors={n: _from(at, rng.uniform(0.015, 0.04), 0.0) for n in every})
+            eff = Effects(errors={n: _from(at, rng.uniform(0.015, 0.04), 0.0) for n in names})
         else:
-            eff = Effects({n: _from(at, rng.uniform(1.25, 1.6), 1.0) for n in every})
+            eff = Effects({n: _from(at, rng.uniform(1.25, 1.6), 1.0) for n in names})
         return eff, Truth(kind, True, at), slo
     if kind == "saturation":
         return _saturation(rng, w, kind, tol(), breach(), slo)
@@ -357,7 +356,7 @@ def scenario(kind: str, rng: np.random.Generator, w: World) -> tuple[Effects, Tr
         leak = lambda t: 1.0 + c * (np.exp2(np.maximum(t, 0.0) / double_s) - 1.0)  # noqa: E731
         onset = double_s * math.log2(1.0 + (tol() - 1.0) / c)
         return (
-            Effects({n: leak for n in every}),
+            Effects({n: leak for n in names}),
             Truth(kind, True, onset, at_breach, "latency"),
             slo,
         )
@@ -500,13 +499,22 @@ def _results(
         cause = causes[i]
         if timeouts[i]:
             out.append(
-                _fail(t[i], version, name, fn.TIMEOUT_MS, None, "timed out after 10s", tx, 0)
+                _fail(
+                    t[i],
+                    version,
+                    name,
+                    fn.TIMEOUT_MS,
+                    None,
+                    "timed out after 10s",
+                    tx,
+                    int(where[i]),
+                )
             )
             continue
         if cause is None:
             out.append(TransactionResult(float(t[i]), version, name, True, round(ms, 1), 200))
             continue
-        f = fn.pick_failures(rng, cause, 1)[0][1]
+        f = fn.pick_failure(rng, cause)
         step = int(where[i])
         if f.latency == "fast":
             # The balancer or the socket answers at once: the steps before it, then a few ms.

@@ -266,9 +266,8 @@ CAUSES: dict[str, tuple[tuple[float, Failure], ...]] = {
 }
 
 
-def pick_failures(rng: np.random.Generator, cause: str, n: int) -> list[tuple[int, Failure]]:
-    """``n`` failures of ``cause`` as (index into its mix, failure)."""
+def pick_failure(rng: np.random.Generator, cause: str) -> Failure:
+    """One failure of ``cause``, drawn from its mix."""
     mix = CAUSES[cause]
     w = np.array([p for p, _ in mix])
-    idx = rng.choice(len(mix), size=n, p=w / w.sum())
-    return [(int(i), mix[int(i)][1]) for i in idx]
+    return mix[int(rng.choice(len(mix), size=1, p=w / w.sum())[0])][1]
