@@ -194,8 +194,10 @@ def _rule_problems(m: RecordingModel) -> list[tuple[PathT, str]]:
         out.append((("rollout", "initial_weight"), "must be <= rollout.max_weight"))
     steps = m.rollout.steps or []
     for i, w in enumerate(steps):
-        if not 1 <= w <= 100:
-            out.append((("rollout", "steps", i), "every weight must be between 1 and 100"))
+        # A first weight of 0 is the weight-0 isolated check, as `initial_weight: 0` is.
+        if not (0 if i == 0 else 1) <= w <= 100:
+            bounds = "0 and 100 (the first)" if i == 0 else "1 and 100"
+            out.append((("rollout", "steps", i), f"every weight must be between {bounds}"))
         elif i and w <= steps[i - 1]:
             out.append((("rollout", "steps", i), "weights must increase"))
     for i, r in enumerate(m.history):

@@ -108,6 +108,20 @@ def test_bad_canary_rolls_back_mid_step_to_weight_zero() -> None:
     assert last["t"] < 60 and last["t"] == lines[-1]["t"]
 
 
+def test_explicit_steps_may_start_with_the_weight_zero_isolated_check() -> None:
+    doc = recording(seconds=400)
+    doc["rollout"]["steps"] = [0, 30, 100]
+    lines = run(doc)
+    assert lines[-1]["outcome"] == "promoted"
+    assert [ln["weight"] for ln in lines[:-1]] == [30, 100]
+    doc["rollout"]["steps"] = [0, 0, 100]
+    with pytest.raises(ConfigError, match=r"steps\[1\]"):
+        parse_recording(json.dumps(doc))
+    doc["rollout"]["steps"] = [-1, 50, 100]
+    with pytest.raises(ConfigError, match=r"steps\[0\].*between 0 and 100"):
+        parse_recording(json.dumps(doc))
+
+
 def test_short_recording_is_incomplete() -> None:
     lines = run(recording(seconds=100))
     assert lines[-1]["outcome"] == "incomplete"
