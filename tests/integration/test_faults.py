@@ -188,6 +188,58 @@ def test_probe_worker_killed_mid_batch(
     assert fleet.probe_worker.pid in pids
 
 
+def _sweep_lock_expiry() -> float:
+    """How long a worker of these tests holds kombu's re-delivery lock for, once taken."""
+    from kombu.transport.redis import Channel
+
+    code = (
+        "import json; from workers.app import broker_transport_options as o; print(json.dumps(o()))"
+    )
+    got = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **FLEET_ENV},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return float(json.loads(got.stdout).get("unacked_mutex_expire", Channel.unacked_mutex_expire))
+
+
+def test_probe_worker_killed_while_it_held_the_redelivery_lock(
+    tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
+) -> None:
+    """Every worker takes kombu's re-delivery lock about once a second to put overdue
+    unacknowledged tasks back (workers/app.py); a kill -9 in those few milliseconds leaves it
+    held for as long as the holder asked, and the tasks the killed worker held (its batches'
+    watch copies) come back only then. Taking the lock here as the dying worker would makes
+    that unlucky kill happen every time: its batches must still be taken over in time."""
+    from kombu.transport.redis import Channel
+
+    expire = _sweep_lock_expiry()
+    fleet = fleet_factory()
+    path, _ = _rollout(
+        tmp_path, demo_service_factory("s").url, demo_service_factory("c").url, interval=6
+    )
+    rid = _start(fleet, path)
+    _in_window(fleet, rid, "s1a0")
+    assert fleet.probe_worker is not None and fleet.probe_worker.pid
+    store = Store.from_url(fleet.redis_url)
+    # nx: a sweep of the control worker may hold it right now; then wait for its release.
+    _wait(
+        "the re-delivery lock to be free",
+        lambda: store.r.set(Channel.unacked_mutex_key, "dead", px=int(expire * 1000), nx=True),
+        10,
+    )
+    os.kill(fleet.probe_worker.pid, signal.SIGKILL)
+    fleet.restart_worker("probe")
+    final = _final(fleet, rid, timeout=75)
+    assert final["state"] == "promoted", final.get("reasons")
+    acc = _accounting(fleet, rid)
+    # Taken over by the new worker within the step's grace, as after any other kill.
+    assert not acc["s1a0"]["missing"], acc["s1a0"]
+    assert fleet.probe_worker.pid in {m["pid"] for m in acc["s1a0"]["meta"].values()}
+
+
 def test_control_worker_killed_mid_step(
     tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
 ) -> None:
