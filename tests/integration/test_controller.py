@@ -403,6 +403,46 @@ def test_a_step_boundary_is_one_task_the_analysis_starts_the_next_step(
     assert weights[: len(final["weights"])] == final["weights"]
 
 
+class _Killed(BaseException):
+    """The coordinator's process dying (kill -9) at a chosen point."""
+
+
+def test_a_coordinator_killed_between_seal_and_save_is_judged_again_on_redelivery(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The analysis seals its window, judges it, starts the next step and only then saves the
+    # record: a kill in between leaves the window sealed and the record still on it. The task
+    # comes back (late acknowledgement) and must judge the window again, not take the seal
+    # for a judgement and leave the rollout stuck for good.
+    url = demo_service_factory("s").url
+    store = Store.from_url(redis_url)
+    disp = InlineDispatcher(store)
+    ctx = controller.Context(store=store, dispatcher=disp)
+    cfg, txs = load_rollout(_config(tmp_path, url, url))
+    rid = controller.create(ctx, cfg, txs)["id"]
+    save = controller.outcome.save
+
+    def dies_before_saving_a_judgement(ctx: Any, record: Any, **kw: Any) -> None:
+        if record.judged == "s0a0":
+            raise _Killed()
+        save(ctx, record, **kw)
+
+    monkeypatch.setattr(controller.outcome, "save", dies_before_saving_a_judgement)
+    with pytest.raises(_Killed):
+        disp.run(ctx)
+    assert store.is_sealed(rid, "s0a0")
+    assert (store.load_rollout(rid) or {}).get("window") == "s0a0"
+    monkeypatch.setattr(controller.outcome, "save", save)
+    disp.analyze(rid, "s0a0", 0)  # the unacknowledged task, handed out again
+    disp.run(ctx)
+    final = store.load_rollout(rid)
+    assert final is not None and final["state"] == "promoted", final
+    assert store.windows(rid)[0] == "s0a0" and len(store.windows(rid)) == len(final["weights"])
+
+
 def test_only_the_sequential_engine_gets_interim_checks(
     tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
 ) -> None:
