@@ -184,8 +184,9 @@ def test_stop_kills_the_whole_group_and_escalates(tmp_path: Path) -> None:
     child = int(proc.wait_for_log("child", timeout=10).split()[1])
     began = time.monotonic()
     status = proc.stop(timeout=0.5)
-    assert status == -signal.SIGKILL
-    assert 0.4 < time.monotonic() - began < 5
+    assert status == -signal.SIGKILL  # escalated
+    # ... once SIGTERM had had its 0.5 s (a lower bound: a busy machine only adds to it).
+    assert time.monotonic() - began >= 0.5
     assert proc.pid is not None
     assert _wait_gone([proc.pid, child]) == []
     assert not proc.alive
