@@ -166,28 +166,6 @@ def _weight(path: Path) -> int:
     return int(path.read_text().strip() or 0)
 
 
-def test_probe_worker_killed_mid_batch(
-    tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
-) -> None:
-    fleet = fleet_factory()
-    path, weight = _rollout(
-        tmp_path, demo_service_factory("s").url, demo_service_factory("c").url, interval=6
-    )
-    rid = _start(fleet, path)
-    _in_window(fleet, rid, "s1a0")
-    assert fleet.probe_worker is not None and fleet.probe_worker.pid
-    os.kill(fleet.probe_worker.pid, signal.SIGKILL)
-    fleet.restart_worker("probe")
-    final = _final(fleet, rid, timeout=150)
-    assert final["state"] == "promoted", final.get("reasons")
-    assert _weight(weight) == 100
-    acc = _accounting(fleet, rid)
-    # The killed batches were re-delivered to the new worker and recorded once.
-    assert all(a["sealed"] and not a["missing"] for a in acc.values()), acc
-    pids = {m["pid"] for m in acc["s1a0"]["meta"].values()}
-    assert fleet.probe_worker.pid in pids
-
-
 def _sweep_lock_expiry() -> float:
     """How long a worker of these tests holds kombu's re-delivery lock for, once taken."""
     from kombu.transport.redis import Channel
@@ -205,39 +183,49 @@ def _sweep_lock_expiry() -> float:
     return float(json.loads(got.stdout).get("unacked_mutex_expire", Channel.unacked_mutex_expire))
 
 
-def test_probe_worker_killed_while_it_held_the_redelivery_lock(
-    tmp_path: Path, fleet_factory: FleetFactory, demo_service_factory: DemoFactory
+@pytest.mark.parametrize(
+    "holding_the_sweep_lock", [False, True], ids=["plain", "holding-sweep-lock"]
+)
+def test_probe_worker_killed_mid_batch(
+    tmp_path: Path,
+    fleet_factory: FleetFactory,
+    demo_service_factory: DemoFactory,
+    holding_the_sweep_lock: bool,
 ) -> None:
-    """Every worker takes kombu's re-delivery lock about once a second to put overdue
-    unacknowledged tasks back (workers/app.py); a kill -9 in those few milliseconds leaves it
-    held for as long as the holder asked, and the tasks the killed worker held (its batches'
-    watch copies) come back only then. Taking the lock here as the dying worker would makes
-    that unlucky kill happen every time: its batches must still be taken over in time."""
+    """``holding_the_sweep_lock``: every worker takes kombu's re-delivery lock about once a
+    second to put overdue unacknowledged tasks back (workers/app.py); a kill -9 in those few
+    milliseconds leaves it held for as long as the holder asked, and the tasks the killed worker
+    held (its batches' watch copies) come back only then. Taking the lock here as the dying
+    worker would makes that unlucky kill happen every time."""
     from kombu.transport.redis import Channel
 
-    expire = _sweep_lock_expiry()
+    expire = _sweep_lock_expiry() if holding_the_sweep_lock else 0.0
     fleet = fleet_factory()
-    path, _ = _rollout(
+    path, weight = _rollout(
         tmp_path, demo_service_factory("s").url, demo_service_factory("c").url, interval=6
     )
     rid = _start(fleet, path)
     _in_window(fleet, rid, "s1a0")
     assert fleet.probe_worker is not None and fleet.probe_worker.pid
-    store = Store.from_url(fleet.redis_url)
-    # nx: a sweep of the control worker may hold it right now; then wait for its release.
-    _wait(
-        "the re-delivery lock to be free",
-        lambda: store.r.set(Channel.unacked_mutex_key, "dead", px=int(expire * 1000), nx=True),
-        10,
-    )
+    if holding_the_sweep_lock:
+        store = Store.from_url(fleet.redis_url)
+        # nx: a sweep of the control worker may hold it right now; then wait for its release.
+        _wait(
+            "the re-delivery lock to be free",
+            lambda: store.r.set(Channel.unacked_mutex_key, "dead", px=int(expire * 1000), nx=True),
+            10,
+        )
     os.kill(fleet.probe_worker.pid, signal.SIGKILL)
     fleet.restart_worker("probe")
     final = _final(fleet, rid, timeout=150)
     assert final["state"] == "promoted", final.get("reasons")
+    assert _weight(weight) == 100
     acc = _accounting(fleet, rid)
-    # Taken over by the new worker within the step's grace, as after any other kill.
-    assert not acc["s1a0"]["missing"], acc["s1a0"]
-    assert fleet.probe_worker.pid in {m["pid"] for m in acc["s1a0"]["meta"].values()}
+    # The killed batches were re-delivered to the new worker (within the step's grace) and
+    # recorded once.
+    assert all(a["sealed"] and not a["missing"] for a in acc.values()), acc
+    pids = {m["pid"] for m in acc["s1a0"]["meta"].values()}
+    assert fleet.probe_worker.pid in pids
 
 
 def test_control_worker_killed_mid_step(
