@@ -1,4 +1,4 @@
-"""Suite-wide setup: the fixture plugins, a private CANARY_HOME per run, and pytest-xdist groups."""
+"""Suite-wide setup: the fixture plugins, a private CANARY_HOME and port range per run, xdist groups."""
 
 from __future__ import annotations
 
@@ -28,6 +28,20 @@ def pytest_configure(config: pytest.Config) -> None:
     _private_home = tempfile.mkdtemp(prefix="canary-test-home-")
     os.environ["CANARY_HOME"] = _private_home
     os.environ.pop("CANARY_REDIS_URL", None)
+    os.environ["CANARY_PORT_RANGE"] = worker_port_range(os.environ.get("PYTEST_XDIST_WORKER"))
+
+
+# Below the kernel's ephemeral range (32768 up), so no outgoing connection takes a port between
+# free_port() and the server's bind; one slice per xdist worker, so workers never draw the same
+# port (canary.local.ports also claims every port machine-wide, for suites run side by side).
+PORTS_BASE, PORTS_PER_WORKER, PORT_SLICES = 20000, 1000, 12
+
+
+def worker_port_range(worker: str | None) -> str:
+    """CANARY_PORT_RANGE for xdist worker ``gwN`` (or the only process, without xdist)."""
+    index = int(worker[2:]) if worker and worker[2:].isdigit() else 0
+    low = PORTS_BASE + (index % PORT_SLICES) * PORTS_PER_WORKER
+    return f"{low}-{low + PORTS_PER_WORKER - 1}"
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

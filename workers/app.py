@@ -50,12 +50,18 @@ def monitor_tick_s() -> float:
 
 def broker_transport_options() -> dict[str, float]:
     vt = visibility_timeout()
+    sweep = max(1.0, min(10.0, vt / 4))
     return {
         "visibility_timeout": vt,
         # Kombu sweeps for overdue tasks every interval * throttle seconds (100 s by default),
         # which would dwarf a short visibility timeout: sweep a few times per timeout instead.
-        "unacked_restore_interval": max(1.0, min(10.0, vt / 4)),
+        "unacked_restore_interval": sweep,
         "unacked_restore_throttle": 1,
+        # Each sweep holds a lock for milliseconds; a worker killed with -9 while holding it
+        # would stop every sweep for kombu's 300 s, so a killed worker's tasks (its batches'
+        # takeover) came back after their step was judged. Two sweeps at once are harmless:
+        # each message is put back in a transaction on the unacknowledged hash.
+        "unacked_mutex_expire": sweep,
         # Without these a publish to a broker that vanished without closing the connection
         # would wait forever, and the coordinator's deadline could never fire.
         "socket_timeout": 30.0,

@@ -24,6 +24,7 @@ from canary.errors import CanaryError, StoreError
 from canary.local.lastwill import StableRoute, write_will
 from canary.local.procs import ManagedProcess, set_last_will
 from canary.rollout import controller
+from canary.rollout import state as st
 from canary.rollout.config import RolloutConfig, load_rollout
 from canary.settings import load_settings, redact_url
 from canary.store import Store
@@ -213,8 +214,14 @@ def _raise_stopped(signum: int, frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def _signals_stop_the_run() -> Iterator[None]:
-    """While inside, SIGTERM and SIGHUP raise Stopped (what `timeout`, systemd, CI send)."""
+    """While inside, SIGTERM and SIGHUP raise Stopped (what `timeout`, systemd, CI send), and
+    SIGINT raises KeyboardInterrupt.
+
+    SIGINT explicitly: a process started with it ignored (a script's ``cmd &``, without job
+    control) keeps ignoring it, and a Ctrl-C or ``kill -INT`` would leave the rollout running.
+    """
     old = {sig: signal.signal(sig, _raise_stopped) for sig in STOP_SIGNALS}
+    old[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
@@ -351,9 +358,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     with _signals_stop_the_run():
         try:
             return _run(config, transactions, console, workdir, as_json=args.json)
-        except Stopped as stop:  # before the rollout started: nothing to send back
+        except (KeyboardInterrupt, Stopped) as stop:  # before the rollout started
             console.print(
-                f"canary: stopped by {signal.Signals(stop.signum).name} before the rollout started",
+                f"canary: stopped by {_signal_name(stop)} before the rollout started",
                 style="bold red",
                 highlight=False,
             )
@@ -372,22 +379,59 @@ def _run(
     with local_fleet(probe_queues(config), workdir, console) as fleet:
         store = Store.from_url(fleet.url)
         rollout_id = start(fleet.url, config, transactions)
-        console.print(
-            f"rollout {rollout_id}: {config.canary.url} (canary) against {config.stable.url} (stable)",
-            style="bold",
-            highlight=False,
-        )
-        followed = Followed(rollout_id, label="")
-        # A private fleet dies with us, even by kill -9, and nobody would roll the rollout back:
-        # our watchdog will, unless we revoke this once the rollout has ended.
-        will = runs_dir() / rollout_id / "will.json" if fleet.private else None
-        if will is not None:
-            set_last_will(write_will(will, StableRoute.of(config, rollout_id)))
-        code = _follow_to_end(store, config, followed, console, fleet, as_json=as_json)
-        if will is not None:
-            set_last_will(None)
-            will.unlink(missing_ok=True)
-    return code
+        # From here on the rollout exists: a signal, wherever it lands, ends it on stable.
+        will: Path | None = None
+        try:
+            console.print(
+                f"rollout {rollout_id}: {config.canary.url} (canary) against "
+                f"{config.stable.url} (stable)",
+                style="bold",
+                highlight=False,
+            )
+            followed = Followed(rollout_id, label="")
+            # A private fleet dies with us, even by kill -9, and nobody would roll the rollout
+            # back: our watchdog will, unless we revoke this once the rollout has ended.
+            if fleet.private:
+                will = runs_dir() / rollout_id / "will.json"
+                set_last_will(write_will(will, StableRoute.of(config, rollout_id)))
+            return _follow_to_end(store, config, followed, console, fleet, as_json=as_json)
+        except (KeyboardInterrupt, Stopped) as exc:
+            return _interrupted(store, config, rollout_id, console, fleet, _signal_name(exc))
+        finally:
+            if will is not None:
+                set_last_will(None)
+                will.unlink(missing_ok=True)
+
+
+def _signal_name(exc: KeyboardInterrupt | Stopped) -> str:
+    return signal.Signals(exc.signum if isinstance(exc, Stopped) else signal.SIGINT).name
+
+
+def _interrupted(
+    store: Store,
+    config: RolloutConfig,
+    rollout_id: str,
+    console: Console,
+    fleet: RunFleet,
+    name: str,
+) -> int:
+    """A signal reached us while the rollout ran: traffic to stable, the reason recorded.
+
+    One that lands once the rollout has ended (while its record is kept) leaves the traffic
+    where the end put it: a promoted canary is not sent back.
+    """
+    with _shielded():
+        try:
+            record = store.load_rollout(rollout_id)
+        except Exception:
+            record = None
+        if record is not None and st.is_final(str(record.get("state"))):
+            done = f"the rollout had already ended ({record.get('state')}); traffic left as is"
+        else:
+            done = _abandon(store, config, rollout_id, f"`canary run` was interrupted ({name})")
+        _print_kept(console, store, rollout_id, fleet)
+    console.print(f"canary: interrupted by {name}: {done}", style="bold red", highlight=False)
+    return EXIT_FAILURE
 
 
 def _follow_to_end(
@@ -405,14 +449,6 @@ def _follow_to_end(
         finished = _follow(
             store, followed, console, time.monotonic() + expected_duration(config), fleet
         )
-    except (KeyboardInterrupt, Stopped) as exc:
-        signum = exc.signum if isinstance(exc, Stopped) else int(signal.SIGINT)
-        name = signal.Signals(signum).name
-        with _shielded():
-            done = _abandon(store, config, rollout_id, f"`canary run` was interrupted ({name})")
-            _print_kept(console, store, rollout_id, fleet)
-        console.print(f"canary: interrupted by {name}: {done}", style="bold red", highlight=False)
-        return EXIT_FAILURE
     except RedisLost as exc:
         with _shielded():
             failed = StableRoute.of(config, rollout_id).send()

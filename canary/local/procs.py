@@ -39,6 +39,7 @@ from types import FrameType
 from typing import IO
 
 from canary.errors import CanaryError
+from canary.local.ports import free_port
 
 __all__ = [
     "ManagedProcess",
@@ -59,7 +60,6 @@ _TAIL_LINES = 40
 _lock = threading.RLock()
 _registry: dict[int, ManagedProcess] = {}
 _owner_pid = os.getpid()
-_recent_ports: list[int] = []
 _inherited: list[object] = []
 
 
@@ -83,21 +83,6 @@ def pid_running(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except (OSError, IndexError):
         return True  # no /proc here: existing is all we can tell
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (not reserved: bind soon)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        # The kernel may hand the same ephemeral port out twice in a row before anyone binds it.
-        with _lock:
-            if port not in _recent_ports:
-                _recent_ports.append(port)
-                del _recent_ports[:-64]
-                return port
-    return port
 
 
 def _load_prctl() -> Callable[..., int] | None:

@@ -302,9 +302,9 @@ def _dispatch_window(
 
 def analyze(ctx: Context, rollout_id: str, window: str) -> str:
     """Judge a finished window and apply the decision."""
-    if ctx.store.is_sealed(rollout_id, window):
+    if ctx.store.is_sealed(rollout_id, window) and not _sealed_unjudged(ctx, rollout_id, window):
         # Judged already: the fallback scheduled at the step's end, after the last batch's
-        # record woke the analysis. One read, rather than waiting for the lock behind others.
+        # record woke the analysis. Two reads, rather than waiting for the lock behind others.
         return "stale"
     with ctx.store.lock(rollout_id, wait_s=5.0) as fence:
         if fence is None:
@@ -327,6 +327,13 @@ def analyze(ctx: Context, rollout_id: str, window: str) -> str:
             _advance(ctx, record, *following.due)
         outcome.save(ctx, record, engine=engine, progress=word != "waiting")
         return word
+
+
+def _sealed_unjudged(ctx: Context, rollout_id: str, window: str) -> bool:
+    """A sealed window the record still has running: its coordinator died between the seal and
+    the save (which also starts the next step), and this re-delivered task must judge it."""
+    record = ctx.store.load_record(rollout_id)
+    return record is not None and _running(record, window)
 
 
 class _NextStep:
@@ -362,7 +369,8 @@ def _analyze(ctx: Context, record: RolloutRecord, window: str) -> tuple[str, dic
     done = ctx.store.recorded_batches(record.id, window)
     missing = expected - done
     late_by = ctx.now() - ((record.window_started_at or 0.0) + (record.window_interval or 0.0))
-    if missing and late_by < STRAGGLER_GRACE_S:
+    # Sealed already (see _sealed_unjudged), its missing batches would be refused: no waiting.
+    if missing and late_by < STRAGGLER_GRACE_S and not ctx.store.is_sealed(record.id, window):
         # The last batch recorded wakes the analysis up; until the window ends this is only
         # the fallback for batches that never report, so it need not poll.
         ctx.dispatcher.analyze(record.id, window, max(RECHECK_S, -late_by))

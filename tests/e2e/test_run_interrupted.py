@@ -35,13 +35,29 @@ class Run:
         return given_weights(self.weights)
 
     def finish(self) -> str:
-        out, _ = self.proc.communicate(timeout=END_CEILING_S)
+        try:
+            out, _ = self.proc.communicate(timeout=END_CEILING_S)
+        except subprocess.TimeoutExpired:
+            # Shrugged off: SIGTERM ends it (on stable) so that a failed test leaves nothing.
+            self.proc.terminate()
+            out, _ = self.proc.communicate(timeout=END_CEILING_S)
+            raise AssertionError(f"still running after the signal:\n{self.seen + out}") from None
         return self.seen + out
 
 
-def _start(tmp_path: Path, demo_service_factory: DemoFactory, *, wait_for: str) -> Run:
+def _start(
+    tmp_path: Path,
+    demo_service_factory: DemoFactory,
+    *,
+    wait_for: str,
+    sigint_ignored: bool = False,
+) -> Run:
     """`canary run` of a slow rollout whose router appends every weight it is given to a file;
-    returns once ``wait_for`` appeared in its output."""
+    returns once ``wait_for`` appeared in its output.
+
+    ``sigint_ignored``: started as a script's background job is (``cmd &`` without job
+    control), with SIGINT ignored, which Python then keeps ignoring unless told otherwise.
+    """
     weights = tmp_path / "weights"
     rollout = rollout_file(
         tmp_path / "slow.yaml", demo_service_factory, schedule=HELD_AT_10, weights=weights
@@ -50,8 +66,11 @@ def _start(tmp_path: Path, demo_service_factory: DemoFactory, *, wait_for: str) 
     env = {k: v for k, v in os.environ.items() if k != "CANARY_REDIS_URL"}
     # Its own CANARY_HOME: a `canary local up` fleet elsewhere on this machine must not be used.
     env["CANARY_HOME"] = str(home)
+    argv = [sys.executable, "-m", "canary.cli.main", "run", str(rollout), "--workdir", str(workdir)]
+    if sigint_ignored:
+        argv = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *argv]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "canary.cli.main", "run", str(rollout), "--workdir", str(workdir)],
+        argv,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -78,16 +97,30 @@ def _kept_record(run: Run) -> dict[str, object]:
     return record
 
 
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["default", "inherited-ignored"])
 def test_ctrl_c_rolls_back_and_stops_everything(
-    tmp_path: Path, demo_service_factory: DemoFactory
+    tmp_path: Path, demo_service_factory: DemoFactory, sigint_ignored: bool
 ) -> None:
-    run = _start(tmp_path, demo_service_factory, wait_for="step 1/")
+    run = _start(tmp_path, demo_service_factory, wait_for="step 1/", sigint_ignored=sigint_ignored)
     assert processes_under(run.workdir), "local mode should have started Redis and workers"
     run.proc.send_signal(signal.SIGINT)
     out = run.finish()
     assert run.proc.returncode == 1, out  # specs/cli.md: any other failure
     assert "interrupted" in out
     assert "Traceback" not in out
+    assert left_under(run.workdir, timeout=60) == []
+
+
+def test_ctrl_c_while_the_fleet_starts_exits_1_and_stops_everything(
+    tmp_path: Path, demo_service_factory: DemoFactory
+) -> None:
+    run = _start(tmp_path, demo_service_factory, wait_for="starting local")
+    run.proc.send_signal(signal.SIGINT)
+    out = run.finish()
+    assert run.proc.returncode == 1, out  # specs/cli.md: a signal is "any other failure"
+    assert "Traceback" not in out
+    assert "stopped by SIGINT before the rollout started" in out
+    assert run.weights_given() == []
     assert left_under(run.workdir, timeout=60) == []
 
 

@@ -337,18 +337,17 @@ def test_a_broken_canary_is_rolled_back_by_an_interim_check_mid_step(
         schedule={"initial_weight": 50, "step_weight": 50, "step_interval": interval},
         probes={"per_step": 60, "batch_size": 30, "concurrency": 4},
     )
-    started = time.time()
     final, events, disp = _run(redis_url, path, interim=True)
     assert final["state"] == "rolled_back" and final["weight"] == 0
     assert final["judged"] == "s0a0" and final["reasons"][0].startswith("interim check ")
     decision = next(e for e in events if e["type"] == "decision")
     assert decision["data"]["action"] == "rollback" and decision["data"]["metrics"]["interim"]
-    assert decision["t"] <= final["window_started_at"] + interval - 10, decision["t"] - started
+    # Mid-step: before the step's end (how soon is scripts/bench-scale's to measure).
+    assert decision["t"] < final["window_started_at"] + interval
     assert any(e["type"] == "alert" and e["data"]["kind"] == "rollback" for e in events)
     assert "rollback" in disp.checks
     # Batches still running were told by their next push and stopped probing.
     assert disp.batches and all(b.get("stopped_early") for b in disp.batches), disp.batches
-    assert time.time() - started < interval
     # The look-ahead that decided stays with the window, each probe slot once; the batches cut
     # short are accounted as missing, and the analysis at the step's end has nothing to do.
     store = Store.from_url(redis_url)
@@ -401,6 +400,46 @@ def test_a_step_boundary_is_one_task_the_analysis_starts_the_next_step(
     assert disp.advances == ["probing"]
     weights = [e["data"]["weight"] for e in events if e["type"] == "weight"]
     assert weights[: len(final["weights"])] == final["weights"]
+
+
+class _Killed(BaseException):
+    """The coordinator's process dying (kill -9) at a chosen point."""
+
+
+def test_a_coordinator_killed_between_seal_and_save_is_judged_again_on_redelivery(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The analysis seals its window, judges it, starts the next step and only then saves the
+    # record: a kill in between leaves the window sealed and the record still on it. The task
+    # comes back (late acknowledgement) and must judge the window again, not take the seal
+    # for a judgement and leave the rollout stuck for good.
+    url = demo_service_factory("s").url
+    store = Store.from_url(redis_url)
+    disp = InlineDispatcher(store)
+    ctx = controller.Context(store=store, dispatcher=disp)
+    cfg, txs = load_rollout(_config(tmp_path, url, url))
+    rid = controller.create(ctx, cfg, txs)["id"]
+    save = controller.outcome.save
+
+    def dies_before_saving_a_judgement(ctx: Any, record: Any, **kw: Any) -> None:
+        if record.judged == "s0a0":
+            raise _Killed()
+        save(ctx, record, **kw)
+
+    monkeypatch.setattr(controller.outcome, "save", dies_before_saving_a_judgement)
+    with pytest.raises(_Killed):
+        disp.run(ctx)
+    assert store.is_sealed(rid, "s0a0")
+    assert (store.load_rollout(rid) or {}).get("window") == "s0a0"
+    monkeypatch.setattr(controller.outcome, "save", save)
+    disp.analyze(rid, "s0a0", 0)  # the unacknowledged task, handed out again
+    disp.run(ctx)
+    final = store.load_rollout(rid)
+    assert final is not None and final["state"] == "promoted", final
+    assert store.windows(rid)[0] == "s0a0" and len(store.windows(rid)) == len(final["weights"])
 
 
 def test_only_the_sequential_engine_gets_interim_checks(

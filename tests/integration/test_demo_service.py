@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import statistics
 import subprocess
 import sys
 import threading
@@ -50,22 +49,22 @@ def test_latency_is_added(demo_service_factory: DemoFactory) -> None:
     fast = demo_service_factory("stable")
     slow = demo_service_factory("canary", latency_ms=150, seed=1)
     s = requests.Session()
-    fast_median = statistics.median(_timed_get(s, fast.url + "api/products") for _ in range(10))
+    assert all(s.get(fast.url + "api/products", timeout=10).ok for _ in range(10))
     slow_times = [_timed_get(s, slow.url + "api/products") for _ in range(10)]
-    assert fast_median < 0.05
+    # Lower bounds only (a busy machine makes requests slower, never faster): each one waited
+    # out its delay, 150 ms less the jitter; the delays' sizes are tests/unit/demo's.
     assert min(slow_times) >= 0.13
-    assert statistics.median(slow_times) < 0.3
     assert len({round(t, 4) for t in slow_times}) > 1  # jitter
 
 
 def test_latency_grows_with_time(demo_service_factory: DemoFactory) -> None:
     svc = demo_service_factory("canary", latency_growth_ms_per_s=100)
     s = requests.Session()
-    early = _timed_get(s, svc.url + "api/products")
-    time.sleep(2.0)
-    late = _timed_get(s, svc.url + "api/products")
-    assert late - early >= 0.15
-    assert late < 1.5
+    _timed_get(s, svc.url + "api/products")
+    time.sleep(2.0)  # the growth's time base, not a wait for an event
+    # Two seconds after the first request, and so more after the service started: at least
+    # 100 ms/s x 2 s of added delay (a lower bound, which load cannot break).
+    assert _timed_get(s, svc.url + "api/products") >= 0.2
 
 
 def test_broken_endpoint_answers_500(demo_service_factory: DemoFactory) -> None:
@@ -110,10 +109,9 @@ def test_sigterm_exits_cleanly(demo_service_factory: DemoFactory) -> None:
     svc = demo_service_factory("stable")
     requests.get(svc.url + "api/products", timeout=5)
     assert svc.pid is not None
-    began = time.monotonic()
     svc.terminate()  # SIGTERM to its process group
-    assert svc.stop(timeout=5) == 0
-    assert time.monotonic() - began < 2
+    # 0: it exited by itself on SIGTERM (stop() would have had to SIGKILL it after the ceiling).
+    assert svc.stop(timeout=30) == 0
     assert "stopped" in svc.log_text()
     assert "Traceback" not in svc.log_text()
 

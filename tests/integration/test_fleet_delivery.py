@@ -114,7 +114,7 @@ def test_a_running_batch_pushes_its_results_ahead_of_its_record(
     thread, out = _run_in_thread(store, b)
     wait_until("a first push", lambda: store.interim_results(record["id"], "s0a0"))
     assert store.window_results(record["id"], "s0a0") == []
-    thread.join(15)
+    thread.join(60)
     assert out and out[0]["recorded"], out
     # Keyed by probe slot: the batch's id, the probe's index, the version.
     ids = store.r.hkeys(store.keys.interim(record["id"], "s0a0"))
@@ -136,9 +136,10 @@ def test_a_batch_stops_probing_once_its_window_was_judged_early(
     thread, out = _run_in_thread(store, b)
     wait_until("a first push", lambda: store.interim_results(record["id"], "s0a0"))
     store.seal_window(record["id"], "s0a0", [b["batch_id"]], keep_lookahead=True)
-    thread.join(15)
+    thread.join(60)  # a ceiling: left alone, the batch would take its whole 20 s
     assert out and out[0]["stopped_early"] and out[0]["skipped"].startswith("refused"), out
-    assert time.time() - started < 5
+    # It stopped at the seal rather than running its series to the end.
+    assert out[0]["runs"] < 2 * b["count"], out
     # What it had pushed before the seal is kept with the window; nothing after it.
     acc = store.window_accounting(record["id"], "s0a0")
     assert acc["missing"] == {b["batch_id"]} and 0 < acc["lookahead"] == acc["results"]

@@ -82,6 +82,20 @@ def test_free_ports_are_distinct_and_bindable() -> None:
     assert all(1024 < p < 65536 for p in ports)
 
 
+def test_processes_drawing_ports_at_once_never_get_the_same_one(tmp_path: Path) -> None:
+    # As xdist workers, and the commands their tests start, do: each draws 25 ports from one
+    # range of 150 (where random picks without the shared claims would surely collide).
+    code = "from canary.local import free_port; print(*[free_port() for _ in range(25)])"
+    env = {**os.environ, "CANARY_PORT_RANGE": "19000-19149", "TMPDIR": str(tmp_path)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    drawn = [int(p) for proc in procs for p in proc.communicate(timeout=120)[0].split()]
+    assert len(drawn) == 100 and len(set(drawn)) == 100
+    assert all(19000 <= p <= 19149 for p in drawn)
+
+
 def test_redis_binary_is_found() -> None:
     assert os.access(redis_server_binary(), os.X_OK)
 
@@ -170,8 +184,9 @@ def test_stop_kills_the_whole_group_and_escalates(tmp_path: Path) -> None:
     child = int(proc.wait_for_log("child", timeout=10).split()[1])
     began = time.monotonic()
     status = proc.stop(timeout=0.5)
-    assert status == -signal.SIGKILL
-    assert 0.4 < time.monotonic() - began < 5
+    assert status == -signal.SIGKILL  # escalated
+    # ... once SIGTERM had had its 0.5 s (a lower bound: a busy machine only adds to it).
+    assert time.monotonic() - began >= 0.5
     assert proc.pid is not None
     assert _wait_gone([proc.pid, child]) == []
     assert not proc.alive

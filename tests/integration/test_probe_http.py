@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from canary.local import free_port
 from canary.probing import Target, TransactionResult, run_transaction
 from canary.probing import runner as runner_module
 from canary.transactions import Transaction, load_transaction
@@ -296,9 +297,8 @@ def test_timeouts_are_failures(shop: tuple[str, Shop]) -> None:
 
 
 def test_connection_refused_and_closed_are_failures() -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    # Claimed for this test: no server of another xdist worker can be handed it meanwhile.
+    port = free_port()
     result = run(tx(steps=[{"method": "GET", "url": "/"}]), f"http://127.0.0.1:{port}")
     assert not result.ok and result.status is None
     assert (

@@ -3,7 +3,6 @@ the workers' allow-list of programs (CANARY_COMMAND_ALLOW)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,11 @@ from celery import Celery
 
 from canary.errors import ConfigError, RouterError
 from canary.local import LocalFleet
+from canary.local.procs import pid_running
 from canary.rollout.config import load_rollout
 from canary.routers import RouteContext, build_router
 from canary.routers.command import CommandRouter
+from tests.fixtures.waits import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -81,14 +82,17 @@ def test_non_zero_exit_is_a_router_error_with_the_output() -> None:
 
 
 def test_a_command_past_its_timeout_is_killed_with_its_children(tmp_path: Path) -> None:
-    marker = tmp_path / "late"
-    router = CommandRouter(set_weight=f"sleep 5; touch {marker}", timeout=0.5)
-    began = time.monotonic()
-    with pytest.raises(RouterError, match=r"ran past its 0\.5 s timeout"):
+    marker, pids = tmp_path / "late", tmp_path / "pids"
+    # The shell and its child write down their pids, so their end is an event to wait for.
+    command = f"echo $$ > {pids}; sleep 30 & echo $! >> {pids}; wait; touch {marker}"
+    # 2 s: room for the shell to start its child on a busy machine before the timeout.
+    router = CommandRouter(set_weight=command, timeout=2.0)
+    with pytest.raises(RouterError, match=r"ran past its 2 s timeout"):
         router.set_weight(10, CTX)
-    assert time.monotonic() - began < 3
-    time.sleep(0.2)
-    assert not marker.exists()
+    started = [int(p) for p in pids.read_text().split()]
+    assert len(started) == 2
+    wait_until("the command and its child to be gone", lambda: not any(map(pid_running, started)))
+    assert not marker.exists()  # the shell died before it could get there
     assert router.last_result is not None and router.last_result.exit_code is None
 
 

@@ -100,10 +100,10 @@ def test_unreachable_and_slow_receivers_fail_within_the_timeout(
         build_router("webhook", {"url": closed_port_url(), "retries": 0}).set_weight(1, CTX)
     http_receiver.default = Reply(200, b"ok", delay=2.0)
     router = build_router("webhook", {"url": http_receiver.url, "timeout": 0.3, "retries": 0})
-    began = time.monotonic()
+    # Its reply (200) would come after 2 s: an error saying "timed out" is the router giving
+    # up at its own timeout, before the receiver answered.
     with pytest.raises(RouterError, match="timed out"):
         router.set_weight(1, CTX)
-    assert time.monotonic() - began < 1.5
 
 
 def test_verify_reads_the_live_weight(http_receiver: HttpReceiver) -> None:
