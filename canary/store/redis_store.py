@@ -18,9 +18,9 @@ from canary.rollout.record import RolloutRecord
 from canary.settings import load_settings
 from canary.store.base import mapped
 from canary.store.history import HISTORY_KEPT, MONITORS_KEPT, HistoryStore
+from canary.store.retention import FINISHED_TTL_S
 from canary.store.rollouts import (
     EVENTS_MAXLEN,
-    FINISHED_TTL_S,
     ROLLOUTS_KEPT,
     Command,
     RolloutStore,

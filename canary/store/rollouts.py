@@ -18,7 +18,6 @@ from canary.store.base import StoreBase, mapped
 # Caps and lifetimes: every key that grows is bounded.
 EVENTS_MAXLEN = 20_000
 ROLLOUTS_KEPT = 1_000
-FINISHED_TTL_S = 30 * 24 * 3600
 
 
 def engine_state(raw: bytes | str | None, record: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -123,7 +122,7 @@ class RolloutStore(StoreBase):
                     args=[
                         json.dumps(doc),
                         fence,
-                        FINISHED_TTL_S if finished else 0,
+                        self.finished_ttl_s if finished else 0,
                         json.dumps(engine) if engine is not None else "",
                         rid,
                     ],
@@ -136,7 +135,7 @@ class RolloutStore(StoreBase):
                     self.keys.answers(rid),
                     self.keys.control(rid),
                 ):
-                    self.r.expire(key, FINISHED_TTL_S)
+                    self.r.expire(key, self.finished_ttl_s)
             return ok
 
     def list_rollouts(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -256,7 +255,7 @@ class RolloutStore(StoreBase):
         key = self.keys.control(rollout_id)
         with mapped(f"cannot queue {command} for {rollout_id}"):
             self.r.rpush(key, json.dumps({"command": command, "id": command_id}))
-            self.r.expire(key, FINISHED_TTL_S)
+            self.r.expire(key, self.finished_ttl_s)
 
     def pop_controls(self, rollout_id: str) -> list[Command]:
         """Take every queued command, oldest first."""
@@ -274,7 +273,7 @@ class RolloutStore(StoreBase):
         with mapped(f"cannot answer a command of {rollout_id}"):
             pipe = self.r.pipeline()
             pipe.hset(key, command_id, answer)
-            pipe.expire(key, FINISHED_TTL_S)
+            pipe.expire(key, self.finished_ttl_s)
             pipe.execute()
 
     def command_answer(self, rollout_id: str, command_id: str) -> str | None:

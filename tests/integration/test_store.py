@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from canary.errors import StoreError
+from canary.errors import ConfigError, StoreError
 from canary.probing.result import TransactionResult
 from canary.store import Keys, Store, connect
 from canary.store.base import SCRIPTS, lua_source
@@ -153,6 +153,36 @@ def test_an_interim_seal_keeps_the_lookahead_of_the_batches_it_cuts_short(redis_
     acc = store.window_accounting("r1", "w")
     assert acc["missing"] == {"w.t.2", "w.t.3"} and acc["lookahead"] == 2 and acc["results"] == 5
     assert store.record_batch("r1", "w", "w.t.2", [_res(20)]) is False
+
+
+def test_results_and_a_finished_rollout_are_kept_as_long_as_canary_results_ttl_says(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.unit.rollout.test_record import _record
+
+    monkeypatch.setenv("CANARY_RESULTS_TTL", "90d")
+    store = Store.from_url(redis_url)
+    store.set_expected("r1", "w", {"w.t.1": 2})
+    assert store.record_batch("r1", "w", "w.t.1", [_res(0), _res(1, "stable")])
+    store.seal_window("r1", "w", ["w.t.1", "w.t.2"])
+    month, quarter = 30 * 86400, 90 * 86400
+    for key in (
+        store.keys.results("r1", "w"),
+        store.keys.batches("r1", "w"),
+        store.keys.expected("r1", "w"),
+        store.keys.sealed("r1", "w"),
+        store.keys.missing("r1", "w"),
+    ):
+        assert month < store.r.ttl(key) <= quarter, key
+    # Its rollout is kept as long, so a kept result is never one without its rollout.
+    rec = _record()
+    store.create_record(rec)
+    rec.state = "aborted"
+    assert store.save_record(rec)
+    assert month < store.r.ttl(store.keys.rollout(rec.id)) <= quarter
+    monkeypatch.setenv("CANARY_RESULTS_TTL", "an hour")
+    with pytest.raises(ConfigError, match="CANARY_RESULTS_TTL"):
+        Store.from_url(redis_url)
 
 
 def test_interim_pushes_fail_as_store_errors(redis_url: str) -> None:
