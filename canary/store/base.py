@@ -18,6 +18,7 @@ from canary.store.retention import finished_ttl_s, results_ttl_s
 # Every script in canary/store/lua/, by file name without ".lua".
 SCRIPTS = (
     "claim_tick",
+    "look",
     "record_batch",
     "record_interim",
     "refresh_claim",

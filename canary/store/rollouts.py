@@ -31,6 +31,16 @@ def engine_state(raw: bytes | str | None, record: dict[str, Any] | None) -> dict
 
 
 @dataclass(frozen=True)
+class EngineRead:
+    """The judge's state as read: its etag (the fence of the save that wrote it, '' for none),
+    and the state, unless ``unchanged``: the etag was the caller's, so its copy is current."""
+
+    etag: str
+    state: dict[str, Any] | None
+    unchanged: bool = False
+
+
+@dataclass(frozen=True)
 class Command:
     """An operator command waiting for the coordinator, with the id its sender waits on."""
 
@@ -89,6 +99,19 @@ class RolloutStore(StoreBase):
             raw = self.r.get(self.keys.engine(rollout_id))
         return engine_state(raw, None if raw else self.load_rollout(rollout_id))
 
+    def engine_if_changed(self, rollout_id: str, etag: str | None) -> EngineRead:
+        """The judge's state unless its etag is still ``etag`` (the caller's copy is current;
+        None: the caller keeps none).
+
+        One small read when the copy is current, rather than the whole state and its parsing.
+        """
+        key = self.keys.engine_etag(rollout_id)
+        with mapped(f"cannot read the judge state of {rollout_id}"):
+            saved = str(self.r.get(key) or "")
+        if etag is not None and saved == etag:
+            return EngineRead(saved, None, unchanged=True)
+        return EngineRead(saved, self.load_engine(rollout_id))
+
     def save_rollout(self, record: dict[str, Any], *, finished: bool = False) -> bool:
         """Write the record unless a holder with a newer fencing token already did."""
         return self._save(record["id"], record, int(record.get("fence") or 0), finished, None)
@@ -118,6 +141,7 @@ class RolloutStore(StoreBase):
                         self.keys.saved_fence(rid),
                         self.keys.engine(rid),
                         self.keys.service_rollout(service),
+                        self.keys.engine_etag(rid),
                     ],
                     args=[
                         json.dumps(doc),

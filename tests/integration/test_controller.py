@@ -679,3 +679,120 @@ def test_a_dry_run_records_what_the_judge_would_do_and_never_rolls_back(
     assert decisions[0]["reasons"] == [
         "dry run: the analysis would roll back here: checkout: canary success 40.0% (8/20)"
     ]
+
+
+def _count_opens(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How often a judge is rebuilt from a saved state (what a kept copy saves a task)."""
+    opened: list[int] = []
+    real = AnalysisEngine.from_state.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[AnalysisEngine], state: dict[str, Any]) -> AnalysisEngine:
+        opened.append(1)
+        return real(cls, state)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(AnalysisEngine, "from_state", classmethod(counting))
+    return opened
+
+
+def test_step_ends_keep_the_judge_in_memory_and_never_use_a_stale_copy(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url = demo_service_factory("s").url
+    path = _config(tmp_path, url, url, schedule={"steps": [25, 50, 75, 100], "step_interval": 1})
+    opened = _count_opens(monkeypatch)
+    store = Store.from_url(redis_url)
+    disp = InlineDispatcher(store)
+    ctx = controller.Context(store=store, dispatcher=disp)
+    cfg, txs = load_rollout(path)
+    rid = controller.create(ctx, cfg, txs)["id"]
+
+    def judged(window: str) -> Callable[[], bool]:
+        return lambda: (store.load_rollout(rid) or {}).get("judged") == window
+
+    disp.run(ctx, until=judged("s1a0"))
+    # Each step end went on with the copy it saved: none was rebuilt from Redis.
+    assert opened == []
+    etag = store.r.get(store.keys.engine_etag(rid))
+    assert etag == str((store.load_rollout(rid) or {})["fence"])
+    # Another control process judged meanwhile and saved a newer state: the kept copy is stale.
+    other = AnalysisEngine.from_state(store.load_engine(rid) or {})
+    other.failure_offset = 7
+    with store.lock(rid) as fence:
+        record = store.load_record(rid)
+        assert record is not None and fence is not None
+        record.fence = fence
+        assert store.save_record(record, engine=other.to_state())
+    opened.clear()
+    disp.run(ctx)
+    final = store.load_rollout(rid)
+    assert final is not None and final["state"] == "promoted", final
+    assert len(opened) == 1  # the next step end read the newer state, once
+    assert (store.load_engine(rid) or {})["failure_offset"] == 7
+
+
+class _Quiet:
+    """A dispatcher that sends nothing: the test plays the probe workers itself."""
+
+    def probe(self, batch: BatchSpec, queue: str) -> None: ...
+
+    def analyze(self, rollout_id: str, window: str, countdown: float) -> None: ...
+
+    def check(self, rollout_id: str, window: str, countdown: float) -> None: ...
+
+    def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None: ...
+
+
+def test_a_windows_checks_feed_one_judge_and_never_look_with_a_stale_one(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from canary.probing.result import TransactionResult
+
+    url = demo_service_factory("s").url
+    path = _config(tmp_path, url, url, schedule={"steps": [50, 100], "step_interval": 60})
+    store = Store.from_url(redis_url)
+    ctx = controller.Context(store=store, dispatcher=_Quiet())
+    cfg, txs = load_rollout(path)
+    rid = controller.create(ctx, cfg, txs)["id"]
+    assert controller.advance(ctx, rid, 0, 0) == "probing"
+    record = store.load_record(rid)
+    assert record is not None and record.window == "s0a0"
+    names = record.transaction_names
+    engine = AnalysisEngine(record.slo, None, names, t0=record.window_started_at or 0.0)
+    with store.lock(rid) as fence:
+        record.fence = fence or 0
+        assert store.save_record(record, engine=engine.to_state())
+    t = time.time()
+
+    def push(k: int) -> None:
+        runs = [
+            (f"s0a0.{x}.0:{k}:{v}", TransactionResult(t + k, v, x, True, 20.0, 200))
+            for x in names
+            for v in ("stable", "canary")
+        ]
+        assert store.record_interim(rid, "s0a0", runs) == len(runs)
+
+    opened = _count_opens(monkeypatch)
+    for k in range(3):
+        push(k)
+        assert controller.check(ctx, rid, "s0a0", chain=False) == "ok"
+    # Three looks, one judge opened on the window's state and fed each look's pushes.
+    assert len(opened) == 1
+    # A newer state is saved (another process, say): a check never looks with the old copy.
+    spent = engine.to_state()
+    spent["failure_offset"] = 10**6
+    spent["slo"] = {**spent["slo"], "rollback_on_error_budget": True}
+    with store.lock(rid) as fence:
+        record.fence = fence or 0
+        assert store.save_record(record, engine=spent)
+    push(3)
+    assert controller.check(ctx, rid, "s0a0", chain=False) == "rollback"
+    assert len(opened) == 2
+    final = store.load_rollout(rid)
+    assert final is not None and final["state"] == "rolled_back"
+    assert "error budget spent" in " ".join(final["reasons"])

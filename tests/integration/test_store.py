@@ -315,6 +315,22 @@ def test_a_check_reads_all_it_needs_in_one_look(redis_url: str) -> None:
     # Read on from what the check already has.
     look = store.look(rec.id, "w", 2)
     assert look.engine == {"evidence": [1]} and [r.t for r in look.pushed] == [1002.0]
+    # The state's etag is the fence of the save that wrote it; a caller whose copy has that
+    # etag is not sent the state again, and is sent the newer one once another save wrote it.
+    assert look.etag == "1" and not look.unchanged
+    again = store.look(rec.id, "w", 3, "1")
+    assert again.unchanged and again.engine is None and again.record is not None
+    assert store.engine_if_changed(rec.id, "1").unchanged
+    rec.fence = 2
+    store.save_record(rec)  # a save without the state keeps its etag
+    assert store.look(rec.id, "w", 3, "1").unchanged
+    rec.fence = 3
+    store.save_record(rec, engine={"evidence": [2]})
+    newer = store.look(rec.id, "w", 3, "1")
+    assert not newer.unchanged and newer.etag == "3" and newer.engine == {"evidence": [2]}
+    read = store.engine_if_changed(rec.id, "1")
+    assert not read.unchanged and read.etag == "3" and read.state == {"evidence": [2]}
+    assert store.engine_if_changed(rec.id, None).state == {"evidence": [2]}
     # Records written before the judge state had its own key carry it inside.
     old = {**_record().to_dict(), "id": "old-2", "engine": {"evidence": [3]}}
     store.create_rollout(old)
