@@ -76,6 +76,9 @@ __all__ = [
 PAUSE_RECHECK_S = 2.0
 # How often a waiting analysis or a locked task looks again.
 RECHECK_S = 1.0
+# A step judged less than this before its end starts the next one at once, in the same task;
+# earlier, a task is sent for the end (a hop costs more than this wait).
+ADVANCE_INLINE_S = 0.2
 # Workers push their results on the window's grid (every check interval from its start); an
 # interim check looks this long after each grid point, so the pushes of that moment are in.
 CHECK_LAG_S = 1.0
@@ -321,11 +324,17 @@ def analyze(ctx: Context, rollout_id: str, window: str) -> str:
         following = _NextStep(ctx.dispatcher, rollout_id)
         word, session = _analyze(dataclasses.replace(ctx, dispatcher=following), record, window)
         if following.due is not None:
-            # The next step starts in this task, under the lock it holds, rather than in a task
-            # of its own: at 50 rollouts whose steps end together, that hop (a publish, a
-            # delivery, the lock again, the record read and written again) was most of how
-            # late their next steps began (scripts/bench-scale, py-spy).
-            _advance(ctx, record, *following.due)
+            early = _window_due(record) - ctx.now()
+            if early > ADVANCE_INLINE_S:
+                # Judged before the step's end (its probes end a margin before it): traffic
+                # moves when the step is due, by a task sent for then, not early.
+                ctx.dispatcher.advance(rollout_id, *following.due, early)
+            else:
+                # The next step starts in this task, under the lock it holds, rather than in a
+                # task of its own: at 50 rollouts whose steps end together, that hop (a
+                # publish, a delivery, the lock again, the record read and written again) was
+                # most of how late their next steps began (scripts/bench-scale, py-spy).
+                _advance(ctx, record, *following.due)
         engine = session.to_state() if session is not None else None
         saved = outcome.save(ctx, record, engine=engine, progress=word != "waiting")
         if session is not None:
@@ -336,6 +345,11 @@ def analyze(ctx: Context, rollout_id: str, window: str) -> str:
                 # Kept only once saved: a refused save (a newer holder) leaves Redis the truth.
                 SESSIONS.keep(rollout_id, str(record.fence), session)
         return word
+
+
+def _window_due(record: RolloutRecord) -> float:
+    """When the running window's step ends (its start plus its interval)."""
+    return (record.window_started_at or 0.0) + (record.window_interval or 0.0)
 
 
 class _NextStep:
@@ -370,7 +384,7 @@ def _analyze(ctx: Context, record: RolloutRecord, window: str) -> tuple[str, Jud
     expected = set(record.expected_batches)
     done = ctx.store.recorded_batches(record.id, window)
     missing = expected - done
-    late_by = ctx.now() - ((record.window_started_at or 0.0) + (record.window_interval or 0.0))
+    late_by = ctx.now() - _window_due(record)
     if missing and late_by < STRAGGLER_GRACE_S:
         # The last batch recorded wakes the analysis up; until the window ends this is only
         # the fallback for batches that never report, so it need not poll.

@@ -796,3 +796,60 @@ def test_a_windows_checks_feed_one_judge_and_never_look_with_a_stale_one(
     final = store.load_rollout(rid)
     assert final is not None and final["state"] == "rolled_back"
     assert "error budget spent" in " ".join(final["reasons"])
+
+
+@dataclass
+class _Recording(_Quiet):
+    """Sends nothing, and remembers the batches and the advances it was asked for."""
+
+    probes: list[BatchSpec] = field(default_factory=list)
+    advances: list[tuple[str, int, int, float]] = field(default_factory=list)
+
+    def probe(self, batch: BatchSpec, queue: str) -> None:
+        self.probes.append(batch)
+
+    def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None:
+        self.advances.append((rollout_id, step, attempt, countdown))
+
+
+def test_a_step_judged_before_its_end_moves_traffic_when_it_is_due(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    from canary.probing.result import TransactionResult
+    from canary.rollout.windows import end_margin
+
+    url = demo_service_factory("s").url
+    interval = 30.0
+    path = _config(tmp_path, url, url, schedule={"steps": [50, 100], "step_interval": interval})
+    store = Store.from_url(redis_url)
+    disp = _Recording()
+    ctx = controller.Context(store=store, dispatcher=disp)
+    cfg, txs = load_rollout(path)
+    rid = controller.create(ctx, cfg, txs)["id"]
+    disp.advances.clear()
+    assert controller.advance(ctx, rid, 0, 0) == "probing"
+    record = store.load_record(rid)
+    assert record is not None and record.window is not None
+    # The step's probes end a margin before the step does, so it can be judged by its end.
+    assert {b.spread_s for b in disp.probes} == {interval - end_margin(interval)}
+    t = time.time()
+    for b in disp.probes:
+        runs = [
+            TransactionResult(t + k * 0.1, v, b.transaction, True, 20.0, 200)
+            for k in range(b.count)
+            for v in ("stable", "canary")
+        ]
+        assert store.record_batch(rid, record.window, b.batch_id, runs)
+    # The last batch recorded wakes the analysis: it judges now, and sends the next step for
+    # the end of this one rather than moving traffic early.
+    assert controller.analyze(ctx, rid, record.window) in ("increase", "hold")
+    [(got, step, attempt, countdown)] = disp.advances
+    due = (record.window_started_at or 0.0) + interval
+    assert got == rid and countdown == pytest.approx(due - time.time(), abs=2.0)
+    weights = [e["data"]["weight"] for _, e in store.read_events(rid) if e["type"] == "weight"]
+    assert weights == [record.weight]
+    # When due, that task moves the traffic and starts the next window.
+    assert controller.advance(ctx, rid, step, attempt) == "probing"
+    moved = store.load_record(rid)
+    assert moved is not None and moved.window != record.window
+    assert moved.weight == moved.weights[step]
