@@ -681,6 +681,12 @@ def test_a_dry_run_records_what_the_judge_would_do_and_never_rolls_back(
     ]
 
 
+def _one_service(tmp: Path, factory: DemoFactory, **schedule: Any) -> Path:
+    """A rollout whose stable and canary are one healthy demo service, on ``schedule``."""
+    url = factory("s").url
+    return _config(tmp, url, url, schedule=schedule)
+
+
 def _count_opens(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How often a judge is rebuilt from a saved state (what a kept copy saves a task)."""
     opened: list[int] = []
@@ -700,8 +706,7 @@ def test_step_ends_keep_the_judge_in_memory_and_never_use_a_stale_copy(
     demo_service_factory: DemoFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    url = demo_service_factory("s").url
-    path = _config(tmp_path, url, url, schedule={"steps": [25, 50, 75, 100], "step_interval": 1})
+    path = _one_service(tmp_path, demo_service_factory, steps=[25, 50, 75, 100], step_interval=1)
     opened = _count_opens(monkeypatch)
     store = Store.from_url(redis_url)
     disp = InlineDispatcher(store)
@@ -753,8 +758,7 @@ def test_a_windows_checks_feed_one_judge_and_never_look_with_a_stale_one(
 ) -> None:
     from canary.probing.result import TransactionResult
 
-    url = demo_service_factory("s").url
-    path = _config(tmp_path, url, url, schedule={"steps": [50, 100], "step_interval": 60})
+    path = _one_service(tmp_path, demo_service_factory, steps=[50, 100], step_interval=60)
     store = Store.from_url(redis_url)
     ctx = controller.Context(store=store, dispatcher=_Quiet())
     cfg, txs = load_rollout(path)
@@ -818,9 +822,8 @@ def test_a_step_judged_before_its_end_moves_traffic_when_it_is_due(
     from canary.probing.result import TransactionResult
     from canary.rollout.windows import end_margin
 
-    url = demo_service_factory("s").url
     interval = 30.0
-    path = _config(tmp_path, url, url, schedule={"steps": [50, 100], "step_interval": interval})
+    path = _one_service(tmp_path, demo_service_factory, steps=[50, 100], step_interval=interval)
     store = Store.from_url(redis_url)
     disp = _Recording()
     ctx = controller.Context(store=store, dispatcher=disp)
