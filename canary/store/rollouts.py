@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,6 +15,10 @@ from canary.errors import StoreError
 from canary.rollout.record import RolloutRecord
 from canary.rollout.state import FINAL as _FINAL_STATES
 from canary.store.base import StoreBase, mapped
+
+# Lock key → token of the locks this process took and could not release (Redis was away).
+_STRANDED: dict[str, str] = {}
+_STRANDED_LOCK = threading.Lock()
 
 # Caps and lifetimes: every key that grows is bounded.
 EVENTS_MAXLEN = 20_000
@@ -216,6 +221,7 @@ class RolloutStore(StoreBase):
         """Hold the rollout's lock; yields a fencing token, or None when another holder has it."""
         token = f"{uuid.uuid4().hex}"
         key = self.keys.lock(rollout_id)
+        self._release_stranded()
         deadline = time.monotonic() + wait_s
         acquired = False
         while True:
@@ -234,8 +240,30 @@ class RolloutStore(StoreBase):
                 fence = int(self.r.incr(self.keys.fence(rollout_id)))
             yield fence
         finally:
-            with mapped(f"cannot unlock rollout {rollout_id}"):
-                self.scripts["release_lock"](keys=[key], args=[token])
+            try:
+                with mapped(f"cannot unlock rollout {rollout_id}"):
+                    self.scripts["release_lock"](keys=[key], args=[token])
+            except StoreError:
+                # Redis went away with the lock held (a restart keeps it, appendonly): the
+                # task's retry would wait out its ttl (a minute) for a lock nobody holds, so
+                # this process releases it as soon as it can, before its next lock.
+                with _STRANDED_LOCK:
+                    _STRANDED[key] = token
+                raise
+
+    def _release_stranded(self) -> None:
+        """Release the locks this process could not release while Redis was away."""
+        with _STRANDED_LOCK:
+            stranded = list(_STRANDED.items())
+        for key, token in stranded:
+            try:
+                with mapped("cannot release a lock left while Redis was away"):
+                    self.scripts["release_lock"](keys=[key], args=[token])
+            except StoreError:
+                continue
+            with _STRANDED_LOCK:
+                if _STRANDED.get(key) == token:
+                    del _STRANDED[key]
 
     # --- events ----------------------------------------------------------------------------
 

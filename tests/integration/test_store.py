@@ -338,3 +338,26 @@ def test_a_check_reads_all_it_needs_in_one_look(redis_url: str) -> None:
     store.seal_window(rec.id, "w", ["b1"])
     assert store.look(rec.id, "w", 0) == type(look)(True, None, None, [])
     assert store.look("missing", "w", 0).record is None
+
+
+def test_a_lock_left_while_redis_was_away_is_released_by_its_process_once_back(
+    redis_url: str,
+) -> None:
+    import redis
+
+    store = Store.from_url(redis_url)
+    release = store.scripts["release_lock"]
+
+    def away(*args: object, **kwargs: object) -> None:
+        raise redis.ConnectionError("Redis is restarting")
+
+    # Redis goes away while a task holds the lock (a restart with appendonly keeps the key).
+    store.scripts["release_lock"] = away
+    with pytest.raises(StoreError, match="cannot unlock"), store.lock("r1") as fence:
+        assert fence is not None
+    assert store.r.exists(store.keys.lock("r1"))
+    # Back: the task's retry takes the lock at once instead of waiting out its ttl.
+    store.scripts["release_lock"] = release
+    with store.lock("r1", wait_s=0.0) as again:
+        assert again is not None
+    assert not store.r.exists(store.keys.lock("r1"))
