@@ -126,7 +126,14 @@ _COMMON = dict(
     # A probe worker keeps running its batches while the broker is briefly away.
     worker_cancel_long_running_tasks_on_connection_loss=False,
     worker_send_task_events=True,
-    task_send_sent_event=True,
+    # No "task-sent" event per message: each was a second publish, through one event producer
+    # that every sending thread queued on, and at a step end a rollout sends a dozen tasks (its
+    # batches, the analysis, a check); py-spy of the control worker at 50 rollouts ending
+    # together showed most busy threads there (scripts/bench-scale). Flower shows a task from
+    # the worker's "received" on.
+    task_send_sent_event=False,
+    # Producer connections: more than the control worker's 16 threads, which waited for one.
+    broker_pool_limit=32,
     worker_hijack_root_logger=False,
     timezone="UTC",
 )

@@ -34,6 +34,7 @@ from canary.probing.result import TransactionResult
 from canary.rollout import offline, operator, outcome
 from canary.rollout.config import RolloutConfig, effective_slo
 from canary.rollout.context import Context, Dispatcher, route_context, router_for
+from canary.rollout.engines import SESSIONS, CheckSession
 from canary.rollout.offline import RECENT_KEPT, recent_rollouts, rollback_offline
 from canary.rollout.outcome import DECISIONS_KEPT, fail_safe
 from canary.rollout.record import RolloutRecord
@@ -75,6 +76,9 @@ __all__ = [
 PAUSE_RECHECK_S = 2.0
 # How often a waiting analysis or a locked task looks again.
 RECHECK_S = 1.0
+# A step judged less than this before its end starts the next one at once, in the same task;
+# earlier, a task is sent for the end (a hop costs more than this wait).
+ADVANCE_INLINE_S = 0.2
 # Workers push their results on the window's grid (every check interval from its start); an
 # interim check looks this long after each grid point, so the pushes of that moment are in.
 CHECK_LAG_S = 1.0
@@ -318,14 +322,28 @@ def analyze(ctx: Context, rollout_id: str, window: str) -> str:
             return "stale"
         record.fence = fence
         following = _NextStep(ctx.dispatcher, rollout_id)
-        word, engine = _analyze(dataclasses.replace(ctx, dispatcher=following), record, window)
+        word, session = _analyze(dataclasses.replace(ctx, dispatcher=following), record, window)
         if following.due is not None:
-            # The next step starts in this task, under the lock it holds, rather than in a task
-            # of its own: at 50 rollouts whose steps end together, that hop (a publish, a
-            # delivery, the lock again, the record read and written again) was most of how
-            # late their next steps began (scripts/bench-scale, py-spy).
-            _advance(ctx, record, *following.due)
-        outcome.save(ctx, record, engine=engine, progress=word != "waiting")
+            early = _window_due(record) - ctx.now()
+            if early > ADVANCE_INLINE_S:
+                # Judged before the step's end (its probes end a margin before it): traffic
+                # moves when the step is due, by a task sent for then, not early.
+                ctx.dispatcher.advance(rollout_id, *following.due, early)
+            else:
+                # The next step starts in this task, under the lock it holds, rather than in a
+                # task of its own: at 50 rollouts whose steps end together, that hop (a
+                # publish, a delivery, the lock again, the record read and written again) was
+                # most of how late their next steps began (scripts/bench-scale, py-spy).
+                _advance(ctx, record, *following.due)
+        engine = session.to_state() if session is not None else None
+        saved = outcome.save(ctx, record, engine=engine, progress=word != "waiting")
+        if session is not None:
+            SESSIONS.drop_check(rollout_id, window)
+            if record.final:
+                SESSIONS.forget(rollout_id)
+            elif saved and engine is not None:
+                # Kept only once saved: a refused save (a newer holder) leaves Redis the truth.
+                SESSIONS.keep(rollout_id, str(record.fence), session)
         return word
 
 
@@ -334,6 +352,11 @@ def _sealed_unjudged(ctx: Context, rollout_id: str, window: str) -> bool:
     the save (which also starts the next step), and this re-delivered task must judge it."""
     record = ctx.store.load_record(rollout_id)
     return record is not None and _running(record, window)
+
+
+def _window_due(record: RolloutRecord) -> float:
+    """When the running window's step ends (its start plus its interval)."""
+    return (record.window_started_at or 0.0) + (record.window_interval or 0.0)
 
 
 class _NextStep:
@@ -362,13 +385,13 @@ class _NextStep:
             self.inner.advance(rollout_id, step, attempt, countdown)
 
 
-def _analyze(ctx: Context, record: RolloutRecord, window: str) -> tuple[str, dict[str, Any] | None]:
+def _analyze(ctx: Context, record: RolloutRecord, window: str) -> tuple[str, JudgeSession | None]:
     if operator.apply_controls(ctx, record):
         return record.state, None
     expected = set(record.expected_batches)
     done = ctx.store.recorded_batches(record.id, window)
     missing = expected - done
-    late_by = ctx.now() - ((record.window_started_at or 0.0) + (record.window_interval or 0.0))
+    late_by = ctx.now() - _window_due(record)
     # Sealed already (see _sealed_unjudged), its missing batches would be refused: no waiting.
     if missing and late_by < STRAGGLER_GRACE_S and not ctx.store.is_sealed(record.id, window):
         # The last batch recorded wakes the analysis up; until the window ends this is only
@@ -378,10 +401,10 @@ def _analyze(ctx: Context, record: RolloutRecord, window: str) -> tuple[str, dic
     # Sealed before judging: a batch that reports later is refused, so the judged results
     # are exactly those of the batches recorded, and the others are accounted as missing.
     done = ctx.store.seal_window(record.id, window, sorted(expected))
-    decision, engine = _judge(ctx, record, window, expected - done)
+    decision, session = _judge(ctx, record, window, expected - done)
     decision = _hold_if_starved(ctx, record, window, decision)
     outcome.apply(ctx, record, window, decision)
-    return decision.action, engine
+    return decision.action, session
 
 
 def min_probed_share() -> float:
@@ -432,15 +455,13 @@ def _hold_if_starved(
 
 def _judge(
     ctx: Context, record: RolloutRecord, window: str, missing: set[str]
-) -> tuple[Decision, dict[str, Any] | None]:
-    """The judge's decision on a window, and its state to keep for the next one."""
+) -> tuple[Decision, JudgeSession]:
+    """The judge's decision on a window, and the session whose state to keep for the next."""
     results = ctx.store.window_results(record.id, window)
     canary = [r for r in results if r.version == "canary"]
     stable = [r for r in results if r.version == "stable"]
     _count_failures(record, canary)
-    session = get_rollout_judge(record.config.analysis.judge).open(
-        _setup(ctx, record), ctx.store.load_engine(record.id)
-    )
+    session = _step_session(ctx, record)
     session.observe(sorted(results, key=lambda r: r.t))
     decision = session.decide(
         ctx.now(),
@@ -457,7 +478,17 @@ def _judge(
     ctx.store.add_history(record.service, stable)
     decision.metrics.setdefault("canary", _stats(canary))
     decision.metrics.setdefault("stable", _stats(stable))
-    return decision, session.to_state()
+    return decision, session
+
+
+def _step_session(ctx: Context, record: RolloutRecord) -> JudgeSession:
+    """The judge for a step end: the copy this process kept from the last one while the saved
+    state is still the one it saved (its etag), else opened on the saved state."""
+    kept = SESSIONS.take(record.id)
+    read = ctx.store.engine_if_changed(record.id, kept[0] if kept else None)
+    if kept is not None and read.unchanged:
+        return kept[1]
+    return get_rollout_judge(record.config.analysis.judge).open(_setup(ctx, record), read.state)
 
 
 def _setup(ctx: Context, record: RolloutRecord) -> JudgeSetup:
@@ -528,29 +559,41 @@ def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> 
     ``chain`` schedules the next check on the window's grid; a check that a probe worker asked
     for after pushing a failed canary run (canary.fleet) passes False, so the chain stays one.
 
-    Without the lock: the judge is opened on a throwaway copy of its state (the window's
-    official results are observed into the kept one by ``analyze``), so a look changes nothing
-    unless it rolls back, and only then is the lock taken and the record re-read.
+    Without the lock: the window's checks look with a session of their own (canary.rollout.
+    engines), opened on the judge's state at the window's start and fed the pushes as they come
+    (the window's official results are observed into the kept state by ``analyze``), so a look
+    changes nothing unless it rolls back, and only then is the lock taken and the record re-read.
     """
-    key = (rollout_id, window)
-    seen, count = _pushed.get(key, ([], 0))
-    look = ctx.store.look(rollout_id, window, count)
-    if look.sealed:
-        return "stale"  # judged (or cut short) already
-    record = look.record
-    if record is None:
-        return "unknown"
-    if not _running(record, window):
-        return "stale"
-    every = _check_interval(record.config)
-    now = ctx.now()
-    elapsed = now - (record.window_started_at or now)
-    left = (record.window_interval or 0.0) - elapsed
-    if every is None or left <= 0:
-        return "stale"  # analyze judges the window now
-    session = _check_session(ctx, record, look.engine)
-    session.observe(_pushed_so_far(key, seen, count, look.pushed))
-    decision = session.decide(now, record.weight, step_end=False, holds=record.attempt)
+    with SESSIONS.checking(rollout_id, window) as slot:
+        kept = slot.entry
+        if kept is not None:
+            look = ctx.store.look(rollout_id, window, kept.seen, kept.etag)
+            if not look.unchanged and not look.sealed and look.record is not None:
+                # The saved state is not the one this copy was opened on: start again from it.
+                kept = slot.entry = None
+        if kept is None:
+            look = ctx.store.look(rollout_id, window, 0)
+        if look.sealed or look.record is None:
+            slot.done = True
+            return "stale" if look.sealed else "unknown"  # judged (or cut short) already
+        record = look.record
+        every = _check_interval(record.config)
+        now = ctx.now()
+        elapsed = now - (record.window_started_at or now)
+        left = (record.window_interval or 0.0) - elapsed
+        if not _running(record, window) or every is None or left <= 0:
+            slot.done = True
+            return "stale"  # analyze judges the window now
+        if kept is None:
+            kept = slot.entry = CheckSession(look.etag, _check_session(ctx, record, look.engine))
+        try:
+            # Each look's pushes in time order, after those of the looks before.
+            kept.session.observe(sorted(look.pushed, key=lambda r: r.t))
+            kept.seen += len(look.pushed)
+            decision = kept.session.decide(now, record.weight, step_end=False, holds=record.attempt)
+        except Exception:
+            slot.entry = None  # half fed: never looked with again
+            raise
     if decision.action != "rollback":
         if not chain:
             return "ok"
@@ -559,6 +602,7 @@ def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> 
         if wait < left:
             ctx.dispatcher.check(rollout_id, window, max(wait, RECHECK_S))
         return "ok"
+    SESSIONS.forget(rollout_id)
     with ctx.store.lock(rollout_id, wait_s=5.0) as fence:
         if fence is None:
             ctx.dispatcher.check(rollout_id, window, RECHECK_S)
@@ -616,24 +660,3 @@ def _check_session(
     while len(_first_states) > FIRST_STATES_KEPT:
         _first_states.pop(next(iter(_first_states)), None)
     return session
-
-
-# (rollout id, window) → the look-ahead results a process read so far, and how many log entries.
-_pushed: dict[tuple[str, str], tuple[list[TransactionResult], int]] = {}
-PUSHED_KEPT = 512
-
-
-def _pushed_so_far(
-    key: tuple[str, str], seen: list[TransactionResult], count: int, new: list[TransactionResult]
-) -> list[TransactionResult]:
-    """The window's look-ahead results in time order: those read before, and ``new`` ones.
-
-    Reading and parsing every result pushed so far was most of an interim check's cost, and it
-    grew with the step; the log is append-only while the window runs, so what a process read
-    stays valid, and threads that race here store lists that each match their own count.
-    """
-    results = sorted([*seen, *new], key=lambda r: r.t) if new else seen
-    _pushed[key] = (results, count + len(new))
-    while len(_pushed) > PUSHED_KEPT:
-        _pushed.pop(next(iter(_pushed)), None)
-    return list(results)

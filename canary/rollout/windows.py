@@ -18,6 +18,19 @@ STRAGGLER_GRACE_S = 30.0
 MAX_BATCHES_PER_WINDOW = 48
 
 
+# A step's probes end this share of its interval (at most END_MARGIN_MAX_S) before the step
+# does, so that its last batches are recorded and judged by the time it is due: with probes to
+# the very end, every step boundary waited for the last runs, their records and the analysis,
+# and rollouts whose steps end together queued those on one interpreter (scripts/bench-scale).
+END_MARGIN_SHARE = 0.1
+END_MARGIN_MAX_S = 3.0
+
+
+def end_margin(interval: float) -> float:
+    """Seconds before a step's end by which its probes are done (see END_MARGIN_SHARE)."""
+    return max(0.0, min(END_MARGIN_MAX_S, END_MARGIN_SHARE * interval))
+
+
 def max_batches() -> int:
     """How many batches a window may be cut into (CANARY_MAX_BATCHES, default 48)."""
     try:
@@ -140,9 +153,9 @@ def plan_window(
                     slots=per_series,
                     series_size=per_step,
                     start_at=start,
-                    # The whole interval: the last batch recorded starts the analysis at once,
-                    # so no slack has to be left for a fixed-time analysis to find them done.
-                    spread_s=interval,
+                    # All but the end margin: the last batch recorded starts the analysis at
+                    # once, so the step is judged by its end and the next one starts on time.
+                    spread_s=interval - end_margin(interval),
                     window_batches=total,
                     concurrency=concurrency,
                     environment=environments[len(batches) % len(environments)],

@@ -13,10 +13,12 @@ import redis
 from canary.errors import StoreError
 from canary.settings import load_settings
 from canary.store.keys import Keys
+from canary.store.retention import finished_ttl_s, results_ttl_s
 
 # Every script in canary/store/lua/, by file name without ".lua".
 SCRIPTS = (
     "claim_tick",
+    "look",
     "record_batch",
     "record_interim",
     "refresh_claim",
@@ -65,6 +67,9 @@ class StoreBase:
         # Any: redis-py's types cannot express decode_responses=True (every reply is str here).
         self.r: Any = client
         self.keys = keys or Keys(load_settings().key_prefix)
+        # Read when the store is made, so a bad CANARY_RESULTS_TTL stops a process at start.
+        self.results_ttl_s = results_ttl_s()
+        self.finished_ttl_s = finished_ttl_s(self.results_ttl_s)
         # register_script only hashes the text: nothing is sent until a script first runs.
         self.scripts: dict[str, Any] = {
             name: self.r.register_script(lua_source(name)) for name in SCRIPTS

@@ -33,6 +33,10 @@ class Keys:
         """The judge's state between tasks (JSON; the sequential engine's evidence)."""
         return f"{self.root}:rollout:{rollout_id}:engine"
 
+    def engine_etag(self, rollout_id: str) -> str:
+        """Which save wrote the judge's state (its fencing token): what a kept copy is checked by."""
+        return f"{self.root}:rollout:{rollout_id}:engine-etag"
+
     def saved_fence(self, rollout_id: str) -> str:
         """The fencing token of the last accepted save of the record (see Store.save_record)."""
         return f"{self.root}:rollout:{rollout_id}:saved-fence"

@@ -18,11 +18,12 @@ from canary.rollout.record import RolloutRecord
 from canary.settings import load_settings
 from canary.store.base import mapped
 from canary.store.history import HISTORY_KEPT, MONITORS_KEPT, HistoryStore
+from canary.store.retention import FINISHED_TTL_S
 from canary.store.rollouts import (
     EVENTS_MAXLEN,
-    FINISHED_TTL_S,
     ROLLOUTS_KEPT,
     Command,
+    EngineRead,
     RolloutStore,
     engine_state,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "RESULTS_TTL_S",
     "ROLLOUTS_KEPT",
     "Command",
+    "EngineRead",
     "Look",
     "Store",
     "connect",
@@ -61,12 +63,19 @@ def connect(url: str | None = None) -> redis.Redis:
 
 @dataclass(frozen=True)
 class Look:
-    """What an interim check reads: the window's seal, the record, the judge's state, new pushes."""
+    """What an interim check reads: the window's seal, the record, the judge's state, new pushes.
+
+    ``etag`` names the saved judge state (the fence of the save that wrote it; '' for none, or
+    one saved before etags);
+    ``unchanged``: it is the one the caller keeps, so ``engine`` was not sent (None).
+    """
 
     sealed: bool
     record: RolloutRecord | None
     engine: dict[str, Any] | None
     pushed: list[TransactionResult]
+    etag: str = ""
+    unchanged: bool = False
 
 
 class Store(RolloutStore, WindowStore, HistoryStore):
@@ -76,25 +85,35 @@ class Store(RolloutStore, WindowStore, HistoryStore):
     def from_url(cls, url: str | None = None) -> Store:
         return cls(connect(url))
 
-    def look(self, rollout_id: str, window: str, pushed_from: int) -> Look:
+    def look(self, rollout_id: str, window: str, pushed_from: int, etag: str | None = None) -> Look:
         """Everything an interim check reads, in one round trip (``interim_since`` for pushes).
 
         A check runs every few seconds for every running rollout; its separate reads were as
-        many round trips, each a wait behind everything else Redis does at a busy moment.
+        many round trips, each a wait behind everything else Redis does at a busy moment. The
+        judge's state is sent only when its etag is not ``etag``, that of the copy the caller
+        keeps (None: it keeps none).
         """
         with mapped(f"cannot read rollout {rollout_id} for a check of {window}"):
-            pipe = self.r.pipeline(transaction=False)
-            pipe.exists(self.keys.sealed(rollout_id, window))
-            pipe.get(self.keys.rollout(rollout_id))
-            pipe.get(self.keys.engine(rollout_id))
-            pipe.lrange(self.keys.interim_log(rollout_id, window), pushed_from, -1)
-            sealed, raw, engine, pushed = pipe.execute()
-        if sealed or raw is None:
-            return Look(bool(sealed), None, None, [])
+            got = self.scripts["look"](
+                keys=[
+                    self.keys.sealed(rollout_id, window),
+                    self.keys.rollout(rollout_id),
+                    self.keys.engine(rollout_id),
+                    self.keys.engine_etag(rollout_id),
+                    self.keys.interim_log(rollout_id, window),
+                ],
+                args=[pushed_from, etag or "", "0" if etag is None else "1"],
+            )
+        if len(got) < 4:
+            return Look(bool(got[0]), None, None, [])
+        raw, saved, state, pushed = got[1], str(got[2]), got[3], got[4:]
         doc = json.loads(raw)
+        unchanged = etag is not None and saved == etag
         return Look(
             False,
             RolloutRecord.from_dict(doc),
-            engine_state(engine, doc),
+            None if unchanged else engine_state(state or None, doc),
             [TransactionResult.from_dict(json.loads(p)) for p in pushed],
+            etag=saved,
+            unchanged=unchanged,
         )

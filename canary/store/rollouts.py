@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -15,10 +16,13 @@ from canary.rollout.record import RolloutRecord
 from canary.rollout.state import FINAL as _FINAL_STATES
 from canary.store.base import StoreBase, mapped
 
+# Lock key → token of the locks this process took and could not release (Redis was away).
+_STRANDED: dict[str, str] = {}
+_STRANDED_LOCK = threading.Lock()
+
 # Caps and lifetimes: every key that grows is bounded.
 EVENTS_MAXLEN = 20_000
 ROLLOUTS_KEPT = 1_000
-FINISHED_TTL_S = 30 * 24 * 3600
 
 
 def engine_state(raw: bytes | str | None, record: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -29,6 +33,16 @@ def engine_state(raw: bytes | str | None, record: dict[str, Any] | None) -> dict
         return got
     legacy = (record or {}).get("engine")
     return dict(legacy) if legacy else None
+
+
+@dataclass(frozen=True)
+class EngineRead:
+    """The judge's state as read: its etag (the fence of the save that wrote it, '' for none),
+    and the state, unless ``unchanged``: the etag was the caller's, so its copy is current."""
+
+    etag: str
+    state: dict[str, Any] | None
+    unchanged: bool = False
 
 
 @dataclass(frozen=True)
@@ -90,6 +104,19 @@ class RolloutStore(StoreBase):
             raw = self.r.get(self.keys.engine(rollout_id))
         return engine_state(raw, None if raw else self.load_rollout(rollout_id))
 
+    def engine_if_changed(self, rollout_id: str, etag: str | None) -> EngineRead:
+        """The judge's state unless its etag is still ``etag`` (the caller's copy is current;
+        None: the caller keeps none).
+
+        One small read when the copy is current, rather than the whole state and its parsing.
+        """
+        key = self.keys.engine_etag(rollout_id)
+        with mapped(f"cannot read the judge state of {rollout_id}"):
+            saved = str(self.r.get(key) or "")
+        if etag is not None and saved == etag:
+            return EngineRead(saved, None, unchanged=True)
+        return EngineRead(saved, self.load_engine(rollout_id))
+
     def save_rollout(self, record: dict[str, Any], *, finished: bool = False) -> bool:
         """Write the record unless a holder with a newer fencing token already did."""
         return self._save(record["id"], record, int(record.get("fence") or 0), finished, None)
@@ -119,11 +146,12 @@ class RolloutStore(StoreBase):
                         self.keys.saved_fence(rid),
                         self.keys.engine(rid),
                         self.keys.service_rollout(service),
+                        self.keys.engine_etag(rid),
                     ],
                     args=[
                         json.dumps(doc),
                         fence,
-                        FINISHED_TTL_S if finished else 0,
+                        self.finished_ttl_s if finished else 0,
                         json.dumps(engine) if engine is not None else "",
                         rid,
                     ],
@@ -136,7 +164,7 @@ class RolloutStore(StoreBase):
                     self.keys.answers(rid),
                     self.keys.control(rid),
                 ):
-                    self.r.expire(key, FINISHED_TTL_S)
+                    self.r.expire(key, self.finished_ttl_s)
             return ok
 
     def list_rollouts(self, limit: int = 50) -> list[dict[str, Any]]:
@@ -193,6 +221,7 @@ class RolloutStore(StoreBase):
         """Hold the rollout's lock; yields a fencing token, or None when another holder has it."""
         token = f"{uuid.uuid4().hex}"
         key = self.keys.lock(rollout_id)
+        self._release_stranded()
         deadline = time.monotonic() + wait_s
         acquired = False
         while True:
@@ -211,8 +240,30 @@ class RolloutStore(StoreBase):
                 fence = int(self.r.incr(self.keys.fence(rollout_id)))
             yield fence
         finally:
-            with mapped(f"cannot unlock rollout {rollout_id}"):
-                self.scripts["release_lock"](keys=[key], args=[token])
+            try:
+                with mapped(f"cannot unlock rollout {rollout_id}"):
+                    self.scripts["release_lock"](keys=[key], args=[token])
+            except StoreError:
+                # Redis went away with the lock held (a restart keeps it, appendonly): the
+                # task's retry would wait out its ttl (a minute) for a lock nobody holds, so
+                # this process releases it as soon as it can, before its next lock.
+                with _STRANDED_LOCK:
+                    _STRANDED[key] = token
+                raise
+
+    def _release_stranded(self) -> None:
+        """Release the locks this process could not release while Redis was away."""
+        with _STRANDED_LOCK:
+            stranded = list(_STRANDED.items())
+        for key, token in stranded:
+            try:
+                with mapped("cannot release a lock left while Redis was away"):
+                    self.scripts["release_lock"](keys=[key], args=[token])
+            except StoreError:
+                continue
+            with _STRANDED_LOCK:
+                if _STRANDED.get(key) == token:
+                    del _STRANDED[key]
 
     # --- events ----------------------------------------------------------------------------
 
@@ -256,7 +307,7 @@ class RolloutStore(StoreBase):
         key = self.keys.control(rollout_id)
         with mapped(f"cannot queue {command} for {rollout_id}"):
             self.r.rpush(key, json.dumps({"command": command, "id": command_id}))
-            self.r.expire(key, FINISHED_TTL_S)
+            self.r.expire(key, self.finished_ttl_s)
 
     def pop_controls(self, rollout_id: str) -> list[Command]:
         """Take every queued command, oldest first."""
@@ -274,7 +325,7 @@ class RolloutStore(StoreBase):
         with mapped(f"cannot answer a command of {rollout_id}"):
             pipe = self.r.pipeline()
             pipe.hset(key, command_id, answer)
-            pipe.expire(key, FINISHED_TTL_S)
+            pipe.expire(key, self.finished_ttl_s)
             pipe.execute()
 
     def command_answer(self, rollout_id: str, command_id: str) -> str | None:

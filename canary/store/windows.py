@@ -8,8 +8,10 @@ from typing import Any
 
 from canary.probing.result import TransactionResult
 from canary.store.base import StoreBase, mapped
+from canary.store.retention import DEFAULT_RESULTS_TTL_S
 
-RESULTS_TTL_S = 30 * 24 * 3600
+# The default; a store keeps results ``results_ttl_s`` (CANARY_RESULTS_TTL, canary.store.retention).
+RESULTS_TTL_S = DEFAULT_RESULTS_TTL_S
 # The look-ahead copy only serves the interim checks of a running window; the batch record stays
 # the truth, so a day is plenty; once its window is sealed it is deleted (nothing reads it then),
 # so a rollout keeps one window's look-ahead however many steps it runs.
@@ -57,7 +59,7 @@ class WindowStore(StoreBase):
                     self.keys.sealed(rollout_id, window),
                     self.keys.batch_meta(rollout_id, window),
                 ],
-                args=[batch_id, RESULTS_TTL_S, json.dumps(meta) if meta else "", *payload],
+                args=[batch_id, self.results_ttl_s, json.dumps(meta) if meta else "", *payload],
             )
         return int(status)
 
@@ -69,7 +71,7 @@ class WindowStore(StoreBase):
         with mapped(f"cannot save the batches of {window}"):
             pipe = self.r.pipeline()
             pipe.hset(key, mapping=runs)
-            pipe.expire(key, RESULTS_TTL_S)
+            pipe.expire(key, self.results_ttl_s)
             pipe.execute()
 
     def seal_window(
@@ -92,7 +94,7 @@ class WindowStore(StoreBase):
                 self.keys.lookahead(rollout_id, window),
             ]
         with mapped(f"cannot seal {window} of {rollout_id}"):
-            got = self.scripts["seal_window"](keys=keys, args=[RESULTS_TTL_S, *expected])
+            got = self.scripts["seal_window"](keys=keys, args=[self.results_ttl_s, *expected])
             # The look-ahead only serves checks of a running window (and, just above, the
             # results of an interim rollback): once sealed nothing adds to it or reads it.
             self.r.delete(

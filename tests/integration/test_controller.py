@@ -718,3 +718,180 @@ def test_a_dry_run_records_what_the_judge_would_do_and_never_rolls_back(
     assert decisions[0]["reasons"] == [
         "dry run: the analysis would roll back here: checkout: canary success 40.0% (8/20)"
     ]
+
+
+def _one_service(tmp: Path, factory: DemoFactory, **schedule: Any) -> Path:
+    """A rollout whose stable and canary are one healthy demo service, on ``schedule``."""
+    url = factory("s").url
+    return _config(tmp, url, url, schedule=schedule)
+
+
+def _count_opens(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How often a judge is rebuilt from a saved state (what a kept copy saves a task)."""
+    opened: list[int] = []
+    real = AnalysisEngine.from_state.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[AnalysisEngine], state: dict[str, Any]) -> AnalysisEngine:
+        opened.append(1)
+        return real(cls, state)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(AnalysisEngine, "from_state", classmethod(counting))
+    return opened
+
+
+def test_step_ends_keep_the_judge_in_memory_and_never_use_a_stale_copy(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = _one_service(tmp_path, demo_service_factory, steps=[25, 50, 75, 100], step_interval=1)
+    opened = _count_opens(monkeypatch)
+    store = Store.from_url(redis_url)
+    disp = InlineDispatcher(store)
+    ctx = controller.Context(store=store, dispatcher=disp)
+    cfg, txs = load_rollout(path)
+    rid = controller.create(ctx, cfg, txs)["id"]
+
+    def judged(window: str) -> Callable[[], bool]:
+        return lambda: (store.load_rollout(rid) or {}).get("judged") == window
+
+    disp.run(ctx, until=judged("s1a0"))
+    # Each step end went on with the copy it saved: none was rebuilt from Redis.
+    assert opened == []
+    etag = store.r.get(store.keys.engine_etag(rid))
+    assert etag == str((store.load_rollout(rid) or {})["fence"])
+    # Another control process judged meanwhile and saved a newer state: the kept copy is stale.
+    other = AnalysisEngine.from_state(store.load_engine(rid) or {})
+    other.failure_offset = 7
+    with store.lock(rid) as fence:
+        record = store.load_record(rid)
+        assert record is not None and fence is not None
+        record.fence = fence
+        assert store.save_record(record, engine=other.to_state())
+    opened.clear()
+    disp.run(ctx)
+    final = store.load_rollout(rid)
+    assert final is not None and final["state"] == "promoted", final
+    assert len(opened) == 1  # the next step end read the newer state, once
+    assert (store.load_engine(rid) or {})["failure_offset"] == 7
+
+
+class _Quiet:
+    """A dispatcher that sends nothing: the test plays the probe workers itself."""
+
+    def probe(self, batch: BatchSpec, queue: str) -> None: ...
+
+    def analyze(self, rollout_id: str, window: str, countdown: float) -> None: ...
+
+    def check(self, rollout_id: str, window: str, countdown: float) -> None: ...
+
+    def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None: ...
+
+
+def test_a_windows_checks_feed_one_judge_and_never_look_with_a_stale_one(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from canary.probing.result import TransactionResult
+
+    path = _one_service(tmp_path, demo_service_factory, steps=[50, 100], step_interval=60)
+    store = Store.from_url(redis_url)
+    ctx = controller.Context(store=store, dispatcher=_Quiet())
+    cfg, txs = load_rollout(path)
+    rid = controller.create(ctx, cfg, txs)["id"]
+    assert controller.advance(ctx, rid, 0, 0) == "probing"
+    record = store.load_record(rid)
+    assert record is not None and record.window == "s0a0"
+    names = record.transaction_names
+    engine = AnalysisEngine(record.slo, None, names, t0=record.window_started_at or 0.0)
+    with store.lock(rid) as fence:
+        record.fence = fence or 0
+        assert store.save_record(record, engine=engine.to_state())
+    t = time.time()
+
+    def push(k: int) -> None:
+        runs = [
+            (f"s0a0.{x}.0:{k}:{v}", TransactionResult(t + k, v, x, True, 20.0, 200))
+            for x in names
+            for v in ("stable", "canary")
+        ]
+        assert store.record_interim(rid, "s0a0", runs) == len(runs)
+
+    opened = _count_opens(monkeypatch)
+    for k in range(3):
+        push(k)
+        assert controller.check(ctx, rid, "s0a0", chain=False) == "ok"
+    # Three looks, one judge opened on the window's state and fed each look's pushes.
+    assert len(opened) == 1
+    # A newer state is saved (another process, say): a check never looks with the old copy.
+    spent = engine.to_state()
+    spent["failure_offset"] = 10**6
+    spent["slo"] = {**spent["slo"], "rollback_on_error_budget": True}
+    with store.lock(rid) as fence:
+        record.fence = fence or 0
+        assert store.save_record(record, engine=spent)
+    push(3)
+    assert controller.check(ctx, rid, "s0a0", chain=False) == "rollback"
+    assert len(opened) == 2
+    final = store.load_rollout(rid)
+    assert final is not None and final["state"] == "rolled_back"
+    assert "error budget spent" in " ".join(final["reasons"])
+
+
+@dataclass
+class _Recording(_Quiet):
+    """Sends nothing, and remembers the batches and the advances it was asked for."""
+
+    probes: list[BatchSpec] = field(default_factory=list)
+    advances: list[tuple[str, int, int, float]] = field(default_factory=list)
+
+    def probe(self, batch: BatchSpec, queue: str) -> None:
+        self.probes.append(batch)
+
+    def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None:
+        self.advances.append((rollout_id, step, attempt, countdown))
+
+
+def test_a_step_judged_before_its_end_moves_traffic_when_it_is_due(
+    tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
+) -> None:
+    from canary.probing.result import TransactionResult
+    from canary.rollout.windows import end_margin
+
+    interval = 30.0
+    path = _one_service(tmp_path, demo_service_factory, steps=[50, 100], step_interval=interval)
+    store = Store.from_url(redis_url)
+    disp = _Recording()
+    ctx = controller.Context(store=store, dispatcher=disp)
+    cfg, txs = load_rollout(path)
+    rid = controller.create(ctx, cfg, txs)["id"]
+    disp.advances.clear()
+    assert controller.advance(ctx, rid, 0, 0) == "probing"
+    record = store.load_record(rid)
+    assert record is not None and record.window is not None
+    # The step's probes end a margin before the step does, so it can be judged by its end.
+    assert {b.spread_s for b in disp.probes} == {interval - end_margin(interval)}
+    t = time.time()
+    for b in disp.probes:
+        runs = [
+            TransactionResult(t + k * 0.1, v, b.transaction, True, 20.0, 200)
+            for k in range(b.count)
+            for v in ("stable", "canary")
+        ]
+        assert store.record_batch(rid, record.window, b.batch_id, runs)
+    # The last batch recorded wakes the analysis: it judges now, and sends the next step for
+    # the end of this one rather than moving traffic early.
+    assert controller.analyze(ctx, rid, record.window) in ("increase", "hold")
+    [(got, step, attempt, countdown)] = disp.advances
+    due = (record.window_started_at or 0.0) + interval
+    assert got == rid and countdown == pytest.approx(due - time.time(), abs=2.0)
+    weights = [e["data"]["weight"] for _, e in store.read_events(rid) if e["type"] == "weight"]
+    assert weights == [record.weight]
+    # When due, that task moves the traffic and starts the next window.
+    assert controller.advance(ctx, rid, step, attempt) == "probing"
+    moved = store.load_record(rid)
+    assert moved is not None and moved.window != record.window
+    assert moved.weight == moved.weights[step]

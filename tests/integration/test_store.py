@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from canary.errors import StoreError
+from canary.errors import ConfigError, StoreError
 from canary.probing.result import TransactionResult
 from canary.store import Keys, Store, connect
 from canary.store.base import SCRIPTS, lua_source
@@ -155,6 +155,36 @@ def test_an_interim_seal_keeps_the_lookahead_of_the_batches_it_cuts_short(redis_
     assert store.record_batch("r1", "w", "w.t.2", [_res(20)]) is False
 
 
+def test_results_and_a_finished_rollout_are_kept_as_long_as_canary_results_ttl_says(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.unit.rollout.test_record import _record
+
+    monkeypatch.setenv("CANARY_RESULTS_TTL", "90d")
+    store = Store.from_url(redis_url)
+    store.set_expected("r1", "w", {"w.t.1": 2})
+    assert store.record_batch("r1", "w", "w.t.1", [_res(0), _res(1, "stable")])
+    store.seal_window("r1", "w", ["w.t.1", "w.t.2"])
+    month, quarter = 30 * 86400, 90 * 86400
+    for key in (
+        store.keys.results("r1", "w"),
+        store.keys.batches("r1", "w"),
+        store.keys.expected("r1", "w"),
+        store.keys.sealed("r1", "w"),
+        store.keys.missing("r1", "w"),
+    ):
+        assert month < store.r.ttl(key) <= quarter, key
+    # Its rollout is kept as long, so a kept result is never one without its rollout.
+    rec = _record()
+    store.create_record(rec)
+    rec.state = "aborted"
+    assert store.save_record(rec)
+    assert month < store.r.ttl(store.keys.rollout(rec.id)) <= quarter
+    monkeypatch.setenv("CANARY_RESULTS_TTL", "an hour")
+    with pytest.raises(ConfigError, match="CANARY_RESULTS_TTL"):
+        Store.from_url(redis_url)
+
+
 def test_interim_pushes_fail_as_store_errors(redis_url: str) -> None:
     store = Store.from_url("redis://127.0.0.1:1/0")
     with pytest.raises(StoreError):
@@ -285,6 +315,22 @@ def test_a_check_reads_all_it_needs_in_one_look(redis_url: str) -> None:
     # Read on from what the check already has.
     look = store.look(rec.id, "w", 2)
     assert look.engine == {"evidence": [1]} and [r.t for r in look.pushed] == [1002.0]
+    # The state's etag is the fence of the save that wrote it; a caller whose copy has that
+    # etag is not sent the state again, and is sent the newer one once another save wrote it.
+    assert look.etag == "1" and not look.unchanged
+    again = store.look(rec.id, "w", 3, "1")
+    assert again.unchanged and again.engine is None and again.record is not None
+    assert store.engine_if_changed(rec.id, "1").unchanged
+    rec.fence = 2
+    store.save_record(rec)  # a save without the state keeps its etag
+    assert store.look(rec.id, "w", 3, "1").unchanged
+    rec.fence = 3
+    store.save_record(rec, engine={"evidence": [2]})
+    newer = store.look(rec.id, "w", 3, "1")
+    assert not newer.unchanged and newer.etag == "3" and newer.engine == {"evidence": [2]}
+    read = store.engine_if_changed(rec.id, "1")
+    assert not read.unchanged and read.etag == "3" and read.state == {"evidence": [2]}
+    assert store.engine_if_changed(rec.id, None).state == {"evidence": [2]}
     # Records written before the judge state had its own key carry it inside.
     old = {**_record().to_dict(), "id": "old-2", "engine": {"evidence": [3]}}
     store.create_rollout(old)
@@ -292,3 +338,26 @@ def test_a_check_reads_all_it_needs_in_one_look(redis_url: str) -> None:
     store.seal_window(rec.id, "w", ["b1"])
     assert store.look(rec.id, "w", 0) == type(look)(True, None, None, [])
     assert store.look("missing", "w", 0).record is None
+
+
+def test_a_lock_left_while_redis_was_away_is_released_by_its_process_once_back(
+    redis_url: str,
+) -> None:
+    import redis
+
+    store = Store.from_url(redis_url)
+    release = store.scripts["release_lock"]
+
+    def away(*args: object, **kwargs: object) -> None:
+        raise redis.ConnectionError("Redis is restarting")
+
+    # Redis goes away while a task holds the lock (a restart with appendonly keeps the key).
+    store.scripts["release_lock"] = away
+    with pytest.raises(StoreError, match="cannot unlock"), store.lock("r1") as fence:
+        assert fence is not None
+    assert store.r.exists(store.keys.lock("r1"))
+    # Back: the task's retry takes the lock at once instead of waiting out its ttl.
+    store.scripts["release_lock"] = release
+    with store.lock("r1", wait_s=0.0) as again:
+        assert again is not None
+    assert not store.r.exists(store.keys.lock("r1"))
