@@ -21,7 +21,7 @@ from canary.analysis.predict import predict
 from canary.analysis.reasons import describe, summaries, warmup_reason
 from canary.analysis.settings import EngineSettings
 from canary.analysis.slo import SLO
-from canary.analysis.stats import binom_sf
+from canary.analysis.stats import binom_sf, newcombe_p_value
 from canary.analysis.tests import ALL, TestOutcome, Wander, run_tests, thresholds
 from canary.analysis.warmup import WarmupOutcome, buckets_planned, warmup_tests
 from canary.probing.result import TransactionResult
@@ -36,6 +36,29 @@ def step_evidence(nc: int, ns: int) -> float:
     harmonic mean, since a comparison's variance goes as 1/nc + 1/ns. Probes that come in
     bursts leave one version a few runs short in a step while the other has plenty."""
     return 0.0 if nc <= 0 or ns <= 0 else 2.0 * nc * ns / (nc + ns)
+
+
+def shared_doubt(cf: float, cn: float, sf: float, sn: float, phi: float, bar: float) -> str | None:
+    """Whether stable's ``sn`` runs (``sf`` failing or slow) in an interval rule out that stable
+    fails as often as the canary did then (``cf`` of ``cn``): None when they do (a one-sided
+    Newcombe test of "canary worse than stable" on the counts divided by ``phi``, as failures
+    in runs count as fewer independent ones, with p below ``bar``), else the sentence saying
+    why not."""
+    k1, n1 = round(cf / phi), max(1, round(cn / phi))
+    k2, n2 = round(sf / phi), round(sn / phi)
+    if n2 < 1:
+        return (
+            f"stable's {sn:.0f} runs since then cannot rule out that it shares it: not known "
+            f"to be the canary's doing"
+        )
+    p = newcombe_p_value(k1, n1, k2, n2, 0.0)
+    if p < bar:
+        return None
+    return (
+        f"stable's {sn:.0f} runs since then do not rule out that it shares it (worth {n2} "
+        f"independent runs, p={p:.2g}; a rollback needs p below {bar:g}): not known to be "
+        f"the canary's doing"
+    )
 
 
 class AnalysisEngine:
@@ -151,17 +174,26 @@ class AnalysisEngine:
         # Strongest evidence first, so that the first reason is the one that matters.
         tests.sort(key=lambda o: o.threshold - o.log_e)
         suspect = s.suspect_fraction
+        doubts: dict[int, str] = {}
         for o in tests:
             if o.log_e >= suspect * o.threshold:
-                o.shared = self._is_shared(o)
+                why = self._sharing(o)
+                o.shared = why is not None
+                if why:
+                    doubts[id(o)] = why
         alerts: list[str] = []
         rollback: list[str] = []
+        unresolved: list[str] = []
         for o in tests:
             if o.log_e >= o.threshold:
                 # A breach stable shows too is an alert, not a hold: the stable-health check
                 # already holds while stable is unhealthy, and the breach's evidence outlives
-                # the incident by many minutes.
-                (alerts if o.shared else rollback).append(describe(o, led, self._wander))
+                # the incident by many minutes. One that stable's runs at the same time cannot
+                # rule out holds as well, until they can (or show it too).
+                why = doubts.get(id(o), "")
+                (alerts if o.shared else rollback).append(describe(o, led, self._wander, why))
+                if why:
+                    unresolved.append(f"{alerts[-1]}; holding the weight until it is known")
         failures = self.failure_offset + int(
             sum(
                 led.cum[f"{x}|canary"][FAIL] + led.warmup_runs(x, "canary")[1]
@@ -213,7 +245,7 @@ class AnalysisEngine:
                 metrics=metrics,
             )
         evidence = self._evidence_holds(rel)
-        hold = [
+        hold = unresolved + [
             f"{describe(o, led, self._wander)} (not yet conclusive; holding for more evidence)"
             for o in tests
             if not o.shared and suspect * o.threshold <= o.log_e < o.threshold
@@ -306,25 +338,39 @@ class AnalysisEngine:
         self.forecast_checked = closed
         return predict(self.ledger, self._wander, closed, weight)
 
-    def _is_shared(self, o: TestOutcome) -> bool:
-        """An absolute breach the canary is not to blame for: stable shows it too."""
+    def _sharing(self, o: TestOutcome) -> str | None:
+        """Why an absolute breach is not the canary's doing, or None when it is: "" when stable
+        shows it too, or why stable's runs in the same interval cannot rule out that they would
+        (too few, or not clean enough: an incident under both versions whose failures happened
+        to fall in the canary's runs, probed at other instants than stable's)."""
         if o.test not in ("success objective", "latency objective"):
-            return False
-        led = self.ledger
+            return None
+        led, slo = self.ledger, self.slo
         j = round(o.start / self.settings.restart_s)
         txns = self.transactions if o.transaction == ALL else [o.transaction]
+        read = led.errors if o.test == "success objective" else led.over
+        cn = sum(read(f"{x}|canary", j).n for x in txns)
+        cf = sum(read(f"{x}|canary", j).events for x in txns)
+        sn = sum(read(f"{x}|stable", j).n for x in txns)
+        sf = sum(read(f"{x}|stable", j).events for x in txns)
+        stable_rate = sf / sn if sn else 0.0
+        canary_rate = cf / cn if cn else 0.0
         if o.test == "success objective":
-            cn = sum(led.errors(f"{x}|canary", j).n for x in txns)
-            cf = sum(led.errors(f"{x}|canary", j).events for x in txns)
-            sn = sum(led.errors(f"{x}|stable", j).n for x in txns)
-            sf = sum(led.errors(f"{x}|stable", j).events for x in txns)
-            p_fail = 1.0 - self.slo.success_threshold / 100.0
-            stable_rate = sf / sn if sn else 0.0
-            canary_rate = cf / cn if cn else 0.0
-            margin = self.slo.max_error_rate_increase_pp / 100.0
-            return stable_rate >= p_fail - 1e-9 or (canary_rate - stable_rate) <= margin
-        os_ = led.over(f"{o.transaction}|stable", j)
-        return os_.n > 0 and os_.rate >= 0.05
+            limit = 1.0 - slo.success_threshold / 100.0
+            margin = slo.max_error_rate_increase_pp / 100.0
+            # Failures come in runs: k clustered failures are worth k / phi independent ones.
+            phi = max(led.failure_dispersion(x) for x in txns)
+        else:
+            limit, margin, phi = 0.05, 0.0, 1.0
+        if sn and stable_rate >= limit - 1e-9:
+            return ""
+        if o.test == "success objective" and canary_rate - stable_rate <= margin:
+            return ""
+        if j == 0:
+            # Bad since its start is the canary's; an onset part-way through may be an incident
+            # under both versions, which stable's runs at the same time must rule out.
+            return None
+        return shared_doubt(cf, cn, sf, sn, phi, self.settings.shared_rule_out_p)
 
     def _broken_in_warmup(self) -> list[str]:
         """A canary that fails far more than a warm-up's blip of errors is broken, not warming:
