@@ -16,26 +16,27 @@ from dataclasses import dataclass
 from typing import Any
 
 from canary.analysis.decision import Decision, JudgeInput
+from canary.analysis.holds import evidence_holds, step_evidence
 from canary.analysis.ledger import FAIL, Ledger, history_wander, reference_from_history
 from canary.analysis.predict import predict
 from canary.analysis.reasons import describe, summaries, warmup_reason
 from canary.analysis.settings import EngineSettings
 from canary.analysis.slo import SLO
 from canary.analysis.stats import binom_sf, newcombe_p_value
-from canary.analysis.tests import ALL, TestOutcome, Wander, run_tests, thresholds
+from canary.analysis.tests import ALL, TestOutcome, Wander, run_tests
 from canary.analysis.warmup import WarmupOutcome, buckets_planned, warmup_tests
 from canary.probing.result import TransactionResult
 
-__all__ = ["ALL", "AnalysisEngine", "EngineSettings", "SequentialJudge", "TestOutcome"]
+__all__ = [
+    "ALL",
+    "AnalysisEngine",
+    "EngineSettings",
+    "SequentialJudge",
+    "TestOutcome",
+    "step_evidence",
+]
 
 STATE_VERSION = 2
-
-
-def step_evidence(nc: int, ns: int) -> float:
-    """What ``nc`` canary and ``ns`` stable runs are worth as runs of each version: their
-    harmonic mean, since a comparison's variance goes as 1/nc + 1/ns. Probes that come in
-    bursts leave one version a few runs short in a step while the other has plenty."""
-    return 0.0 if nc <= 0 or ns <= 0 else 2.0 * nc * ns / (nc + ns)
 
 
 def shared_doubt(cf: float, cn: float, sf: float, sn: float, phi: float, bar: float) -> str | None:
@@ -244,7 +245,7 @@ class AnalysisEngine:
                 alerts=["stable_unhealthy", *alerts],
                 metrics=metrics,
             )
-        evidence = self._evidence_holds(rel)
+        evidence = evidence_holds(led, self._wander, rel)
         hold = unresolved + [
             f"{describe(o, led, self._wander)} (not yet conclusive; holding for more evidence)"
             for o in tests
@@ -407,42 +408,6 @@ class AnalysisEngine:
                     f"{txn}: stable failed {fails} of {n} runs in this step"
                     + (f" ({why})" if why else "")
                 )
-        return out
-
-    def _evidence_holds(self, rel: float) -> list[str]:
-        """Too few runs in this step, with how long the engine needs at the current rate."""
-        s, slo, led = self.settings, self.slo, self.ledger
-        out = []
-        need = s.min_samples
-        span = max(1.0, rel - max(led.step_start, s.warmup_s))
-        txn_bar, _ = thresholds(s, slo, len(self.transactions))
-        margin = math.log1p(slo.max_latency_increase_pct / 100.0)
-        for txn in self.transactions:
-            nc = led.step_runs(f"{txn}|canary")
-            ns = led.step_runs(f"{txn}|stable")
-            if step_evidence(nc, ns) >= need and min(nc, ns) >= math.ceil(need / 2):
-                continue
-            if nc >= need and ns >= math.ceil(need / 5):
-                # The canary was seen at this weight; stable, thin in this step, is judged
-                # by all its runs and its history, as the tests do.
-                continue
-            rate = min(nc, ns) / span
-            msg = (
-                f"{txn}: too little evidence: {nc} canary and {ns} stable runs in this step, "
-                f"need as much as {need} of each"
-            )
-            if rate > 0:
-                more = max(0.0, need - min(nc, ns)) / rate
-                # Runs per version for a regression of the whole tolerance to reach the bar:
-                # z^2 ~ 2 x log(bar), with the spread of stable's log latency.
-                sd = math.sqrt(max(led.latency(f"{txn}|stable", 0).var, 0.35**2))
-                n_tol = math.ceil(2.0 * sd * sd * 2.0 * txn_bar / (margin * margin))
-                msg += (
-                    f"; at {rate:.2g} runs/s that is about {more:.0f} s more, and telling a "
-                    f"{slo.max_latency_increase_pct:g}% slowdown from none takes about "
-                    f"{n_tol} runs of each version ({n_tol / rate / 60:.0f} min at this rate)"
-                )
-            out.append(msg)
         return out
 
     def _stable_health(self, rel: float) -> list[str]:
