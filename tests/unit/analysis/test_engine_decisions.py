@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from canary.analysis.engine import AnalysisEngine, EngineSettings
 from canary.analysis.holds import runs_to_catch
@@ -52,18 +53,19 @@ def test_an_objective_breach_stable_cannot_rule_out_holds_and_alerts() -> None:
     assert any("below the 99% objective" in a for a in d.alerts)
 
 
-def test_an_objective_breach_stable_rules_out_at_the_same_time_rolls_back() -> None:
+@pytest.mark.parametrize(
+    ("end", "onset", "keep_stable"),
+    [
+        (630, 600, 60),  # stable's runs at the same time rule out that it shares the breach
+        (30, 0, 3),  # a canary breaching since its start, whatever stable has
+    ],
+)
+def test_an_objective_breach_that_is_the_canarys_rolls_back(
+    end: int, onset: int, keep_stable: int
+) -> None:
     eng = engine()
-    eng.observe(_incident(stream(1, 630), 600, 630, keep_stable=60))
-    d = eng.decide(630.0, 40, step_end=True)
-    assert d.action == "rollback", d.reasons
-    assert "below the 99% objective" in d.reasons[0]
-
-
-def test_a_canary_breaching_the_objective_from_its_start_rolls_back_whatever_stable_has() -> None:
-    eng = engine()
-    eng.observe(_incident(stream(1, 30), 0, 30, keep_stable=3))
-    d = eng.decide(30.0, 5, step_end=False)
+    eng.observe(_incident(stream(1, end), onset, end, keep_stable=keep_stable))
+    d = eng.decide(float(end), 40, step_end=False)
     assert d.action == "rollback", d.reasons
     assert "below the 99% objective" in d.reasons[0]
 
