@@ -16,26 +16,50 @@ from dataclasses import dataclass
 from typing import Any
 
 from canary.analysis.decision import Decision, JudgeInput
+from canary.analysis.holds import evidence_holds, step_evidence
 from canary.analysis.ledger import FAIL, Ledger, history_wander, reference_from_history
 from canary.analysis.predict import predict
 from canary.analysis.reasons import describe, summaries, warmup_reason
 from canary.analysis.settings import EngineSettings
 from canary.analysis.slo import SLO
-from canary.analysis.stats import binom_sf
-from canary.analysis.tests import ALL, TestOutcome, Wander, run_tests, thresholds
+from canary.analysis.stats import binom_sf, newcombe_p_value
+from canary.analysis.tests import ALL, TestOutcome, Wander, run_tests
 from canary.analysis.warmup import WarmupOutcome, buckets_planned, warmup_tests
 from canary.probing.result import TransactionResult
 
-__all__ = ["ALL", "AnalysisEngine", "EngineSettings", "SequentialJudge", "TestOutcome"]
+__all__ = [
+    "ALL",
+    "AnalysisEngine",
+    "EngineSettings",
+    "SequentialJudge",
+    "TestOutcome",
+    "step_evidence",
+]
 
 STATE_VERSION = 2
 
 
-def step_evidence(nc: int, ns: int) -> float:
-    """What ``nc`` canary and ``ns`` stable runs are worth as runs of each version: their
-    harmonic mean, since a comparison's variance goes as 1/nc + 1/ns. Probes that come in
-    bursts leave one version a few runs short in a step while the other has plenty."""
-    return 0.0 if nc <= 0 or ns <= 0 else 2.0 * nc * ns / (nc + ns)
+def shared_doubt(cf: float, cn: float, sf: float, sn: float, phi: float, bar: float) -> str | None:
+    """Whether stable's ``sn`` runs (``sf`` failing or slow) in an interval rule out that stable
+    fails as often as the canary did then (``cf`` of ``cn``): None when they do (a one-sided
+    Newcombe test of "canary worse than stable" on the counts divided by ``phi``, as failures
+    in runs count as fewer independent ones, with p below ``bar``), else the sentence saying
+    why not."""
+    k1, n1 = round(cf / phi), max(1, round(cn / phi))
+    k2, n2 = round(sf / phi), round(sn / phi)
+    if n2 < 1:
+        return (
+            f"stable's {sn:.0f} runs since then cannot rule out that it shares it: not known "
+            f"to be the canary's doing"
+        )
+    p = newcombe_p_value(k1, n1, k2, n2, 0.0)
+    if p < bar:
+        return None
+    return (
+        f"stable's {sn:.0f} runs since then do not rule out that it shares it (worth {n2} "
+        f"independent runs, p={p:.2g}; a rollback needs p below {bar:g}): not known to be "
+        f"the canary's doing"
+    )
 
 
 class AnalysisEngine:
@@ -151,17 +175,26 @@ class AnalysisEngine:
         # Strongest evidence first, so that the first reason is the one that matters.
         tests.sort(key=lambda o: o.threshold - o.log_e)
         suspect = s.suspect_fraction
+        doubts: dict[int, str] = {}
         for o in tests:
             if o.log_e >= suspect * o.threshold:
-                o.shared = self._is_shared(o)
+                why = self._sharing(o)
+                o.shared = why is not None
+                if why:
+                    doubts[id(o)] = why
         alerts: list[str] = []
         rollback: list[str] = []
+        unresolved: list[str] = []
         for o in tests:
             if o.log_e >= o.threshold:
                 # A breach stable shows too is an alert, not a hold: the stable-health check
                 # already holds while stable is unhealthy, and the breach's evidence outlives
-                # the incident by many minutes.
-                (alerts if o.shared else rollback).append(describe(o, led, self._wander))
+                # the incident by many minutes. One that stable's runs at the same time cannot
+                # rule out holds as well, until they can (or show it too).
+                why = doubts.get(id(o), "")
+                (alerts if o.shared else rollback).append(describe(o, led, self._wander, why))
+                if why:
+                    unresolved.append(f"{alerts[-1]}; holding the weight until it is known")
         failures = self.failure_offset + int(
             sum(
                 led.cum[f"{x}|canary"][FAIL] + led.warmup_runs(x, "canary")[1]
@@ -212,8 +245,8 @@ class AnalysisEngine:
                 alerts=["stable_unhealthy", *alerts],
                 metrics=metrics,
             )
-        evidence = self._evidence_holds(rel)
-        hold = [
+        evidence = evidence_holds(led, self._wander, rel)
+        hold = unresolved + [
             f"{describe(o, led, self._wander)} (not yet conclusive; holding for more evidence)"
             for o in tests
             if not o.shared and suspect * o.threshold <= o.log_e < o.threshold
@@ -306,25 +339,39 @@ class AnalysisEngine:
         self.forecast_checked = closed
         return predict(self.ledger, self._wander, closed, weight)
 
-    def _is_shared(self, o: TestOutcome) -> bool:
-        """An absolute breach the canary is not to blame for: stable shows it too."""
+    def _sharing(self, o: TestOutcome) -> str | None:
+        """Why an absolute breach is not the canary's doing, or None when it is: "" when stable
+        shows it too, or why stable's runs in the same interval cannot rule out that they would
+        (too few, or not clean enough: an incident under both versions whose failures happened
+        to fall in the canary's runs, probed at other instants than stable's)."""
         if o.test not in ("success objective", "latency objective"):
-            return False
-        led = self.ledger
+            return None
+        led, slo = self.ledger, self.slo
         j = round(o.start / self.settings.restart_s)
         txns = self.transactions if o.transaction == ALL else [o.transaction]
+        read = led.errors if o.test == "success objective" else led.over
+        cn = sum(read(f"{x}|canary", j).n for x in txns)
+        cf = sum(read(f"{x}|canary", j).events for x in txns)
+        sn = sum(read(f"{x}|stable", j).n for x in txns)
+        sf = sum(read(f"{x}|stable", j).events for x in txns)
+        stable_rate = sf / sn if sn else 0.0
+        canary_rate = cf / cn if cn else 0.0
         if o.test == "success objective":
-            cn = sum(led.errors(f"{x}|canary", j).n for x in txns)
-            cf = sum(led.errors(f"{x}|canary", j).events for x in txns)
-            sn = sum(led.errors(f"{x}|stable", j).n for x in txns)
-            sf = sum(led.errors(f"{x}|stable", j).events for x in txns)
-            p_fail = 1.0 - self.slo.success_threshold / 100.0
-            stable_rate = sf / sn if sn else 0.0
-            canary_rate = cf / cn if cn else 0.0
-            margin = self.slo.max_error_rate_increase_pp / 100.0
-            return stable_rate >= p_fail - 1e-9 or (canary_rate - stable_rate) <= margin
-        os_ = led.over(f"{o.transaction}|stable", j)
-        return os_.n > 0 and os_.rate >= 0.05
+            limit = 1.0 - slo.success_threshold / 100.0
+            margin = slo.max_error_rate_increase_pp / 100.0
+            # Failures come in runs: k clustered failures are worth k / phi independent ones.
+            phi = max(led.failure_dispersion(x) for x in txns)
+        else:
+            limit, margin, phi = 0.05, 0.0, 1.0
+        if sn and stable_rate >= limit - 1e-9:
+            return ""
+        if o.test == "success objective" and canary_rate - stable_rate <= margin:
+            return ""
+        if j == 0:
+            # Bad since its start is the canary's; an onset part-way through may be an incident
+            # under both versions, which stable's runs at the same time must rule out.
+            return None
+        return shared_doubt(cf, cn, sf, sn, phi, self.settings.shared_rule_out_p)
 
     def _broken_in_warmup(self) -> list[str]:
         """A canary that fails far more than a warm-up's blip of errors is broken, not warming:
@@ -361,42 +408,6 @@ class AnalysisEngine:
                     f"{txn}: stable failed {fails} of {n} runs in this step"
                     + (f" ({why})" if why else "")
                 )
-        return out
-
-    def _evidence_holds(self, rel: float) -> list[str]:
-        """Too few runs in this step, with how long the engine needs at the current rate."""
-        s, slo, led = self.settings, self.slo, self.ledger
-        out = []
-        need = s.min_samples
-        span = max(1.0, rel - max(led.step_start, s.warmup_s))
-        txn_bar, _ = thresholds(s, slo, len(self.transactions))
-        margin = math.log1p(slo.max_latency_increase_pct / 100.0)
-        for txn in self.transactions:
-            nc = led.step_runs(f"{txn}|canary")
-            ns = led.step_runs(f"{txn}|stable")
-            if step_evidence(nc, ns) >= need and min(nc, ns) >= math.ceil(need / 2):
-                continue
-            if nc >= need and ns >= math.ceil(need / 5):
-                # The canary was seen at this weight; stable, thin in this step, is judged
-                # by all its runs and its history, as the tests do.
-                continue
-            rate = min(nc, ns) / span
-            msg = (
-                f"{txn}: too little evidence: {nc} canary and {ns} stable runs in this step, "
-                f"need as much as {need} of each"
-            )
-            if rate > 0:
-                more = max(0.0, need - min(nc, ns)) / rate
-                # Runs per version for a regression of the whole tolerance to reach the bar:
-                # z^2 ~ 2 x log(bar), with the spread of stable's log latency.
-                sd = math.sqrt(max(led.latency(f"{txn}|stable", 0).var, 0.35**2))
-                n_tol = math.ceil(2.0 * sd * sd * 2.0 * txn_bar / (margin * margin))
-                msg += (
-                    f"; at {rate:.2g} runs/s that is about {more:.0f} s more, and telling a "
-                    f"{slo.max_latency_increase_pct:g}% slowdown from none takes about "
-                    f"{n_tol} runs of each version ({n_tol / rate / 60:.0f} min at this rate)"
-                )
-            out.append(msg)
         return out
 
     def _stable_health(self, rel: float) -> list[str]:

@@ -54,13 +54,14 @@ def predict(ledger: Ledger, wander: Wander, closed: int, weight: int) -> Predict
                 return found
     if s.forecast_tolerance and s.tolerance_horizon_s > 0:
         ht = max(1, math.ceil(s.tolerance_horizon_s / s.forecast_bucket_s))
-        cols = _ratio_columns(ledger, wander, closed)
+        cols = _ratio_columns(ledger, closed)
         scopes = [(ALL, list(cols.values()))] if len(cols) >= 2 else []
         scopes += [(txn, [col]) for txn, col in cols.items()]
         bar = trend_bar(s.tolerance_trend_z, len(scopes))
         for scope, part in scopes:
             values, variances = _pool(part)
-            found = _tolerance(ledger, scope, values, variances, ht, bar)
+            drift = wander.get(ledger, scope, "latency")
+            found = _tolerance(ledger, scope, values, variances, ht, bar, drift)
             if found is not None:
                 return found
     return None
@@ -104,12 +105,11 @@ def _pool(cols: list[list[tuple[float, float] | None]]) -> tuple[list[float], li
     return values, variances
 
 
-def _ratio_columns(
-    ledger: Ledger, wander: Wander, closed: int
-) -> dict[str, list[tuple[float, float] | None]]:
+def _ratio_columns(ledger: Ledger, closed: int) -> dict[str, list[tuple[float, float] | None]]:
     """Per transaction and bucket up to ``closed``: canary-minus-stable mean log latency and its
-    variance (each series' overall log-latency spread over the bucket's runs, plus the
-    transaction's wander); None where a bucket has too few runs."""
+    sampling variance (each series' overall log-latency spread over the bucket's runs); None
+    where a bucket has too few runs. The wander is not in it: it is no noise independent from
+    one bucket to the next, and the trend screen allows for it as a whole (``_tolerance``)."""
     s = ledger.settings
     w = s.forecast_window
     floor = s.latency_floor_sd**2
@@ -127,21 +127,27 @@ def _ratio_columns(
                 )
             )
         (cm, cn, cv), (sm, sn, sv) = parts
-        extra = wander.get(ledger, txn, "latency")
         out[txn] = [
             None
             if a is None or b is None or na is None or nb is None
-            else (a - b, cv / na + sv / nb + extra)
+            else (a - b, cv / na + sv / nb)
             for a, na, b, nb in zip(cm, cn, sm, sn, strict=True)
         ]
     return out
 
 
 def _tolerance(
-    ledger: Ledger, scope: str, values: list[float], variances: list[float], h: int, bar: float
+    ledger: Ledger,
+    scope: str,
+    values: list[float],
+    variances: list[float],
+    h: int,
+    bar: float,
+    drift: float = 0.0,
 ) -> Prediction | None:
     """A forecast passing of the latency tolerance by ``scope``'s canary/stable ratio, whose
-    trend must reach the z ``bar``."""
+    trend must reach the z ``bar``: its rise over the window set against the buckets' noise and
+    against what the wander (variance ``drift`` of the difference) can do by itself."""
     s, slo = ledger.settings, ledger.slo
     if len(values) < s.forecast_min_buckets:
         return None
@@ -154,6 +160,13 @@ def _tolerance(
     # to the tolerance, has no such trend.
     slope, z, last_fit = weighted_trend(values, variances)
     if slope <= 0 or z < bar:
+        return None
+    # Wander moves both versions slowly and by itself: between two moments its difference
+    # changes by at most sqrt(2) times its sd (the two ends independent), however smooth the
+    # rise looks from bucket to bucket. The rise over the window must clear that as well.
+    rise = slope * (len(values) - 1)
+    z = rise / math.sqrt((rise / z) ** 2 + 2.0 * drift)
+    if z < bar:
         return None
     if last_fit + 1.5 * h * slope < target:
         return None

@@ -85,8 +85,10 @@ def _both(ledger: Ledger, what: str, txns: Sequence[str], j: int) -> tuple[Momen
     )
 
 
-def describe(o: TestOutcome, ledger: Ledger, wander: Wander) -> str:
-    """The operator's sentence for a test, with the numbers of its most telling window."""
+def describe(o: TestOutcome, ledger: Ledger, wander: Wander, doubt: str = "") -> str:
+    """The operator's sentence for a test, with the numbers of its most telling window; for a
+    shared absolute breach, ``doubt`` says why stable cannot be ruled out (else stable is as
+    bad)."""
     s, slo = ledger.settings, ledger.slo
     j = round(o.start / s.restart_s)
     since = f" since t={o.start:.0f}s" if j else ""
@@ -137,7 +139,7 @@ def describe(o: TestOutcome, ledger: Ledger, wander: Wander) -> str:
         )
     if o.test == "success objective":
         c, st = _both(ledger, "errors", txns, j)
-        tail = "; stable is as bad: not the canary's doing" if o.shared else ""
+        tail = "; " + (doubt or "stable is as bad: not the canary's doing") if o.shared else ""
         return (
             f"{who}: canary succeeded in {int(c.n - c.events)} of {int(c.n)} runs "
             f"({100 * (1 - c.rate):.2f}%){since}, below the {slo.success_threshold:g}% "
@@ -145,7 +147,7 @@ def describe(o: TestOutcome, ledger: Ledger, wander: Wander) -> str:
             f"{failures(ledger, txns)}{tail}"
         )
     oc, os_ = ledger.over(f"{who}|canary", j), ledger.over(f"{who}|stable", j)
-    tail = "; stable is as slow: not the canary's doing" if o.shared else ""
+    tail = "; " + (doubt or "stable is as slow: not the canary's doing") if o.shared else ""
     return (
         f"{who}: {100 * oc.rate:.1f}% of canary runs took longer than "
         f"{slo.latency_p95_ms or 0:.0f} ms{since} (at most 5% may): its p95 is above the "

@@ -68,6 +68,10 @@ class EngineSettings:
     max_evidence_holds: int = 20
     # Forecast latency against the canary's weight (saturation), not only against time.
     forecast_weight: bool = True
+    # An absolute objective's breach is the canary's only when stable's runs in the same
+    # interval rule out, at this p, that stable fails (or is slow) as often: a shared incident
+    # whose failures fell in the canary's runs is held and alerted on, not rolled back.
+    shared_rule_out_p: float = 0.001
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,6 +168,8 @@ class EngineSettings:
             problems.append("batch_s: must be >= forecast_bucket_s")
         if not 0.0 < self.stable_unhealthy_rate <= 1.0:
             problems.append("stable_unhealthy_rate: must be in (0, 1]")
+        if not 0.0 < self.shared_rule_out_p < 1.0:
+            problems.append("shared_rule_out_p: must be in (0, 1)")
         if self.max_evidence_holds < 0:
             problems.append("max_evidence_holds: must be >= 0")
         if problems:

@@ -425,7 +425,10 @@ def test_low_volume_holds_say_how_long_the_engine_needs() -> None:
     eng.observe(stream(25, 60, rate=0.1))
     d = eng.decide(60.0, 5, step_end=True)
     assert d.action == "hold"
-    assert "runs/s that is about" in d.reasons[0] and "min at this rate" in d.reasons[0]
+    first = d.reasons[0]
+    # The sample-size estimate, or why there is none (this short history's wander estimate).
+    assert "runs/s that is about" in first
+    assert "min at this rate" in first or "wander (sd" in first
 
 
 def test_reasons_name_the_failures_and_give_evidence_in_words() -> None:
