@@ -68,6 +68,11 @@ class EngineSettings:
     max_evidence_holds: int = 20
     # Forecast latency against the canary's weight (saturation), not only against time.
     forecast_weight: bool = True
+    # The wander variance of a difference is also measured on the difference itself, per batch
+    # (canary minus stable: a shift of both versions cancels), shrunk toward the stable-based
+    # value as if that were paired_wander_prior_batches batches, and the smaller is used.
+    paired_wander: bool = True
+    paired_wander_prior_batches: float = 4.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +162,7 @@ class EngineSettings:
             "warmup_errors_s",
             "max_wander_pct",
             "wander_prior_pct",
+            "paired_wander_prior_batches",
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name}: must be >= 0")
