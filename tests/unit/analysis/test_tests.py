@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 
 import numpy as np
 import pytest
@@ -74,13 +75,9 @@ def engine(seed: int, **settings: object) -> AnalysisEngine:
 
 def first_rollback(eng: AnalysisEngine, results: list[TransactionResult], end: int) -> float | None:
     """Interim checks every 5 s and a step end every 60 s (the weight does not matter here)."""
-    i = 0
+    times = [r.t for r in results]
     for t in range(5, end + 1, 5):
-        j = i
-        while j < len(results) and results[j].t <= t:
-            j += 1
-        eng.observe(results[i:j])
-        i = j
+        eng.observe(results[bisect_right(times, t - 5) : bisect_right(times, t)])
         d = eng.decide(float(t), 10, step_end=t % 60 == 0, holds=0)
         if d.action == "rollback":
             return float(t)
