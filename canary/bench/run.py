@@ -17,6 +17,7 @@ from typing import Any
 from canary.analysis.engine import EngineSettings
 from canary.analysis.stats import wilson
 from canary.bench.alt import generate_alt
+from canary.bench.field import generate_field
 from canary.bench.reference import kayenta_factory, threshold_factory
 from canary.bench.scenarios import BAD, DURATION_S, HEALTHY, KINDS, Truth, generate
 from canary.replay import JudgeFactory, Recording, engine_factory, parse_recording, replay
@@ -24,9 +25,10 @@ from canary.replay import JudgeFactory, Recording, engine_factory, parse_recordi
 # Recorded rollouts of the real fleet (scripts/record-fleet), replayed in their own rows.
 RECORDINGS = Path(__file__).resolve().parent / "recordings"
 RECORDED = ("fleet-aa", "fleet-bad")
-# The synthetic generators by name: the default, and an independent one with other noise
-# families (canary/bench/alt.py) to tell robustness from fitting to one generator.
-NOISES = {"default": generate, "alt": generate_alt}
+# The synthetic generators by name: the default, and two independent ones with other noise
+# families (canary/bench/alt.py; canary/bench/field.py, a probe fleet in front of a load
+# balancer) to tell robustness from fitting to one generator.
+NOISES = {"default": generate, "alt": generate_alt, "field": generate_field}
 
 
 def recorded_files() -> dict[str, list[Path]]:
@@ -349,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--noise",
         choices=list(NOISES),
         default="default",
-        help="the synthetic generator: default, or alt (other noise families, other seeds)",
+        help="the synthetic generator: default, alt or field (other noise families, other seeds)",
     )
     ap.add_argument(
         "--explain",
