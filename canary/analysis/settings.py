@@ -72,7 +72,7 @@ class EngineSettings:
     # (canary minus stable: a shift of both versions cancels), shrunk toward the stable-based
     # value as if that were paired_wander_prior_batches batches, and the smaller is used.
     paired_wander: bool = True
-    paired_wander_prior_batches: float = 2.0
+    paired_wander_prior_batches: float = 4.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
