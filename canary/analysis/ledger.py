@@ -469,46 +469,73 @@ class Ledger:
 
     def close_batches(self, before: int) -> None:
         """Summarise every batch (``batch_s`` long) with index below ``before`` not yet logged:
-        per transaction, stable's mean log latency (successful runs) and tail share, with their
-        sampling variances. Stable's own wander is the measure: a canary's regression, drift or
-        leak cannot pass for wander there. At most MAX_BATCHES are kept per transaction."""
+        per transaction and version, the mean log latency (successful runs) and tail share, with
+        their sampling variances. Stable's own batches measure its wander (a canary's
+        regression, drift or leak cannot pass for wander there); the canary's, beside them, give
+        the paired differences whose spread is the wander of the difference itself (a shift
+        shared by both versions cancels there). Row: [index, *stable's four, *canary's four].
+        At most MAX_BATCHES are kept per transaction."""
         s = self.settings
         per = max(1, round(s.batch_s / s.forecast_bucket_s))
-        floor = s.latency_floor_sd**2
         for txn in self.transactions:
             log = self.batch_log.setdefault(txn, [])
             done = int(log[-1][0] or 0) if log else -1
             agg: dict[int, list[float]] = {}
-            for b in self.buckets.get(f"{txn}|stable", []):
-                i = b.idx // per
-                if i <= done or i >= before:
-                    continue
-                a = agg.setdefault(i, [0.0] * 5)
-                a[0] += b.ok
-                a[1] += b.logsum
-                a[2] += b.logsq
-                a[3] += b.tail_n
-                a[4] += b.tail
+            for off, version in ((0, "stable"), (5, "canary")):
+                for b in self.buckets.get(f"{txn}|{version}", []):
+                    i = b.idx // per
+                    if i <= done or i >= before:
+                        continue
+                    a = agg.setdefault(i, [0.0] * 10)
+                    a[off] += b.ok
+                    a[off + 1] += b.logsum
+                    a[off + 2] += b.logsq
+                    a[off + 3] += b.tail_n
+                    a[off + 4] += b.tail
             for i in sorted(agg):
                 a = agg[i]
-                row: list[float | None] = [float(i), None, None, None, None]
-                if a[0] >= 5:
-                    m = Moments(a[0], 0, a[1], a[2])
-                    row[1], row[2] = m.mean, max(m.var, floor) / m.n
-                if a[3] >= 5:
-                    p = (a[4] + 1) / (a[3] + 2)
-                    row[3], row[4] = a[4] / a[3], p * (1 - p) / a[3]
-                log.append(row)
+                log.append([float(i), *self._summary(a[:5]), *self._summary(a[5:])])
             del log[:-MAX_BATCHES]
 
+    def _summary(self, a: list[float]) -> list[float | None]:
+        """One version's batch: [mean log latency, its variance, tail share, its variance]."""
+        floor = self.settings.latency_floor_sd**2
+        row: list[float | None] = [None, None, None, None]
+        if a[0] >= 5:
+            m = Moments(a[0], 0, a[1], a[2])
+            row[0], row[1] = m.mean, max(m.var, floor) / m.n
+        if a[3] >= 5:
+            p = (a[4] + 1) / (a[3] + 2)
+            row[2], row[3] = a[4] / a[3], p * (1 - p) / a[3]
+        return row
+
     def batches(self, txn: str, metric: str) -> Batches:
-        """The logged batches of one transaction for "latency" or "tail" (close_batches)."""
+        """Stable's logged batches of one transaction for "latency" or "tail" (close_batches)."""
         col = 1 if metric == "latency" else 3
         rows = [r for r in self.batch_log.get(txn, []) if r[col] is not None]
         return Batches(
             np.asarray([r[0] for r in rows], dtype=float),
             np.asarray([r[col] for r in rows], dtype=float),
             np.asarray([r[col + 1] for r in rows], dtype=float),
+        )
+
+    def paired_batches(self, txn: str, metric: str) -> Batches:
+        """Canary minus stable per logged batch of one transaction, where both have runs, with
+        the sum of their sampling variances (rows of an older state, without the canary's
+        columns, are left out)."""
+        col = 1 if metric == "latency" else 3
+        # The canary's columns follow stable's four.
+        rows = [
+            r
+            for r in self.batch_log.get(txn, [])
+            if len(r) > col + 5 and r[col] is not None and r[col + 4] is not None
+        ]
+        return Batches(
+            np.asarray([r[0] for r in rows], dtype=float),
+            np.asarray([float(r[col + 4] or 0) - float(r[col] or 0) for r in rows], dtype=float),
+            np.asarray(
+                [float(r[col + 5] or 0) + float(r[col + 1] or 0) for r in rows], dtype=float
+            ),
         )
 
 

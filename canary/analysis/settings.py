@@ -72,6 +72,11 @@ class EngineSettings:
     # interval rule out, at this p, that stable fails (or is slow) as often: a shared incident
     # whose failures fell in the canary's runs is held and alerted on, not rolled back.
     shared_rule_out_p: float = 0.001
+    # The wander variance of a difference is also measured on the difference itself, per batch
+    # (canary minus stable: a shift of both versions cancels), shrunk toward the stable-based
+    # value as if that were paired_wander_prior_batches batches, and the smaller is used.
+    paired_wander: bool = True
+    paired_wander_prior_batches: float = 4.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -161,6 +166,7 @@ class EngineSettings:
             "warmup_errors_s",
             "max_wander_pct",
             "wander_prior_pct",
+            "paired_wander_prior_batches",
         ):
             if getattr(self, name) < 0:
                 problems.append(f"{name}: must be >= 0")

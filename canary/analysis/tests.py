@@ -4,6 +4,7 @@ dependence (latency that wanders within a version)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,25 +98,49 @@ class Wander:
             # share past a p95 by about density x cap / sd.
             sd = _log_sd(ledger, scope)
             cap, prior = _TAIL_DENSITY * cap / sd, _TAIL_DENSITY * prior / sd
-        if scope != ALL:
-            return 2.0 * wander_variance(ledger.batches(scope, metric), prior, cap, k0)
-        parts = [ledger.batches(t, metric) for t in ledger.transactions]
-        if not parts or any(p.diffs.size == 0 for p in parts):
+        own = _scoped(ledger, scope, metric, ledger.batches)
+        if own is None:
             return 2.0 * min(prior, cap) ** 2
-        common = set(parts[0].index.tolist())
-        for p in parts[1:]:
-            common &= set(p.index.tolist())
-        keep = sorted(common)
-        k = float(len(parts))
-        diffs = np.zeros(len(keep))
-        variances = np.zeros(len(keep))
-        for p in parts:
-            pos = {int(i): n for n, i in enumerate(p.index)}
-            rows = [pos[int(i)] for i in keep]
-            diffs += p.diffs[rows] / k
-            variances += p.variances[rows] / (k * k)
-        idx = np.asarray(keep, dtype=float)
-        return 2.0 * wander_variance(Batches(idx, diffs, variances), prior, cap, k0)
+        stable_based = 2.0 * wander_variance(own, prior, cap, k0)
+        s = ledger.settings
+        pairs = _scoped(ledger, scope, metric, ledger.paired_batches) if s.paired_wander else None
+        if pairs is None:
+            return stable_based
+        # The difference's own spread between batches: wander shared by both versions (an
+        # infrastructure's, a time of day's) cancels there, where stable's spread counts it.
+        # Slow wander needs many batches to show its full spread, so the stable-based value is
+        # the prior, worth paired_wander_prior_batches batches; and the smaller of the two is
+        # kept, so that a canary's drift or leak (which widens the paired spread) never widens
+        # the variance beyond what stable alone gives.
+        paired = wander_variance(
+            pairs, math.sqrt(stable_based), math.sqrt(2.0) * cap, s.paired_wander_prior_batches
+        )
+        return min(stable_based, paired)
+
+
+def _scoped(
+    ledger: Ledger, scope: str, metric: str, source: Callable[[str, str], Batches]
+) -> Batches | None:
+    """One transaction's batches from ``source``, or, for ALL, the equal-weight average of every
+    transaction's over the batches they all have (None when one of them has none yet)."""
+    if scope != ALL:
+        return source(scope, metric)
+    parts = [source(t, metric) for t in ledger.transactions]
+    if not parts or any(p.diffs.size == 0 for p in parts):
+        return None
+    common = set(parts[0].index.tolist())
+    for p in parts[1:]:
+        common &= set(p.index.tolist())
+    keep = sorted(common)
+    k = float(len(parts))
+    diffs = np.zeros(len(keep))
+    variances = np.zeros(len(keep))
+    for p in parts:
+        pos = {int(i): n for n, i in enumerate(p.index)}
+        rows = [pos[int(i)] for i in keep]
+        diffs += p.diffs[rows] / k
+        variances += p.variances[rows] / (k * k)
+    return Batches(np.asarray(keep, dtype=float), diffs, variances)
 
 
 def _wander_cap_prior(ledger: Ledger) -> tuple[float, float]:
