@@ -7,7 +7,7 @@ import shutil
 import signal
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -88,9 +88,39 @@ def _shares_state_across_tests(item: pytest.Item) -> bool:
     return False
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup``, keep the tests of a module with shared fixtures together."""
+@pytest.hookimpl(wrapper=True)
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> Generator[None, None, None]:
+    """Under ``--dist loadgroup``, keep the tests of a module with shared fixtures together.
+
+    Marked before xdist's own hook reads the marks; the node ids fixed after it (see below).
+    """
     for item in items:
         if item.get_closest_marker("xdist_group") is None and _shares_state_across_tests(item):
             item.add_marker(pytest.mark.xdist_group(name=item.nodeid.split("::", 1)[0]))
+    yield
+    _group_suffix_for_xdist(config, items)
+
+
+def _group_suffix_for_xdist(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give grouped tests the ``@group`` node-id suffix by which loadgroup schedules them.
+
+    pytest-xdist 3.8 adds it by setting ``item._nodeid``, which pytest 9 no longer reads (the
+    id lives in ``item._id``): no group was kept together, so costly module fixtures were built
+    on every worker and a module's one-time npm install ran on two workers at once. A no-op
+    where xdist's own suffix took.
+    """
+    if not config.getvalue("loadgroup"):
+        return
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:  # a pytest before 9, where xdist's own suffix works
+        return
+    for item in items:
+        names = {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+            for m in item.iter_markers("xdist_group")
+        }
+        if names and "@" not in item.nodeid and hasattr(item, "_id"):
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(sorted(names))}")
