@@ -18,7 +18,6 @@ calls, in order, as Argo Rollouts' ``rolloutCanary`` does.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -633,30 +632,9 @@ def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> 
         return "rollback"
 
 
-# (rollout id, window start) → the judge's state built from the stable history for that window.
-_first_states: dict[tuple[str, float], str] = {}
-FIRST_STATES_KEPT = 256
-
-
 def _check_session(
     ctx: Context, record: RolloutRecord, state: dict[str, Any] | None
 ) -> JudgeSession:
-    """The judge opened for an interim look: on its kept state, else on the window's first one.
-
-    Until the first step end keeps a state, opening the judge reads and parses the whole stable
-    history; with ten rollouts on their first step that was most of a control worker's time
-    (scripts/bench-scale, py-spy), so a process builds it once per window and reuses it.
-    """
-    judge = get_rollout_judge(record.config.analysis.judge)
-    if state is not None:
-        return judge.open(_setup(ctx, record), state)
-    key = (record.id, float(record.window_started_at or 0.0))
-    cached = _first_states.get(key)
-    if cached is not None:
-        # As JSON: a judge opened on a state may share (and so change) its lists.
-        return judge.open(_setup(ctx, record), json.loads(cached))
-    session = judge.open(_setup(ctx, record), None)
-    _first_states[key] = json.dumps(session.to_state())
-    while len(_first_states) > FIRST_STATES_KEPT:
-        _first_states.pop(next(iter(_first_states)), None)
-    return session
+    """The judge opened for a window's interim looks, on its kept state (else on the stable
+    history): once per window and process, since the window's checks keep it (engines.py)."""
+    return get_rollout_judge(record.config.analysis.judge).open(_setup(ctx, record), state)
