@@ -111,7 +111,8 @@ def _group_suffix_for_xdist(config: pytest.Config, items: list[pytest.Item]) -> 
     on every worker and a module's one-time npm install ran on two workers at once. A no-op
     where xdist's own suffix took.
     """
-    if not config.getvalue("loadgroup"):
+    # Set by xdist in its workers only: absent in the controller and in a run without -n.
+    if not getattr(config.option, "loadgroup", False):
         return
     try:
         from _pytest.nodeid import coerce_node_id
