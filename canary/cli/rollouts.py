@@ -159,15 +159,17 @@ def start(
     *,
     replace: bool = False,
     retry_of: str | None = None,
+    rollout_id: str | None = None,
 ) -> str:
-    """Send ``canary.start_rollout`` to the fleet; the id is made here so we can follow at once.
+    """Send ``canary.start_rollout`` to the fleet; the id is made here (or given, by a caller
+    that must know it before the publish) so we can follow at once.
 
     ``replace``: the fleet aborts the service's running rollout first (else it refuses).
     """
     from canary.local.flower import task_argsrepr
     from workers.app import client
 
-    rollout_id = controller.new_rollout_id(config.name)
+    rollout_id = rollout_id or controller.new_rollout_id(config.name)
     with client(redis_url) as app:
         args: list[Any] = [config.model_dump(mode="json"), transactions, rollout_id]
         if replace or retry_of:
@@ -178,7 +180,22 @@ def start(
         app.send_task(
             "canary.start_rollout", args=args, argsrepr=task_argsrepr("canary.start_rollout", args)
         )
+        _hold_after_publish()
     return rollout_id
+
+
+# Tests set it to a file: start() creates the file once its task is sent and stays there until a
+# signal ends the wait, so that a signal lands inside the publish exactly, not by luck of timing.
+HOLD_AFTER_PUBLISH_ENV = "CANARY_TEST_HOLD_AFTER_PUBLISH"
+
+
+def _hold_after_publish() -> None:
+    hold = os.environ.get(HOLD_AFTER_PUBLISH_ENV)
+    if not hold:
+        return
+    Path(hold).touch()
+    while True:
+        time.sleep(0.05)
 
 
 def expected_duration(config: RolloutConfig) -> float:
@@ -378,10 +395,20 @@ def _run(
 ) -> int:
     with local_fleet(probe_queues(config), workdir, console) as fleet:
         store = Store.from_url(fleet.url)
-        rollout_id = start(fleet.url, config, transactions)
-        # From here on the rollout exists: a signal, wherever it lands, ends it on stable.
+        rollout_id = controller.new_rollout_id(config.name)
+        # Loaded before the publish, so that a signal during this slow import starts nothing.
+        import workers.app  # noqa: F401
+
         will: Path | None = None
+        # From the publish on the rollout may exist (the task can be out before send_task
+        # returns): a signal, wherever it lands, ends it on stable.
         try:
+            # A private fleet dies with us, even by kill -9, and nobody would roll the rollout
+            # back: our watchdog will, unless we revoke this once the rollout has ended.
+            if fleet.private:
+                will = runs_dir() / rollout_id / "will.json"
+                set_last_will(write_will(will, StableRoute.of(config, rollout_id)))
+            start(fleet.url, config, transactions, rollout_id=rollout_id)
             console.print(
                 f"rollout {rollout_id}: {config.canary.url} (canary) against "
                 f"{config.stable.url} (stable)",
@@ -389,11 +416,6 @@ def _run(
                 highlight=False,
             )
             followed = Followed(rollout_id, label="")
-            # A private fleet dies with us, even by kill -9, and nobody would roll the rollout
-            # back: our watchdog will, unless we revoke this once the rollout has ended.
-            if fleet.private:
-                will = runs_dir() / rollout_id / "will.json"
-                set_last_will(write_will(will, StableRoute.of(config, rollout_id)))
             return _follow_to_end(store, config, followed, console, fleet, as_json=as_json)
         except (KeyboardInterrupt, Stopped) as exc:
             return _interrupted(store, config, rollout_id, console, fleet, _signal_name(exc))
@@ -405,6 +427,33 @@ def _run(
 
 def _signal_name(exc: KeyboardInterrupt | Stopped) -> str:
     return signal.Signals(exc.signum if isinstance(exc, Stopped) else signal.SIGINT).name
+
+
+# How long a signal that lands in the publish waits for the control worker to create the rollout
+# (a ceiling: it is seconds at most, even on a busy machine), so as to end it with the reason.
+CREATED_WITHIN_S = 30.0
+
+
+def _created(store: Store, rollout_id: str) -> dict[str, Any] | None:
+    """The rollout's record, once the control worker has created it (None: not within the
+    ceiling); StoreError when Redis does not answer."""
+    deadline = time.monotonic() + CREATED_WITHIN_S
+    while (record := store.load_rollout(rollout_id)) is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return record
+
+
+def _never_created(store: Store, config: RolloutConfig, rollout_id: str) -> str:
+    """The start task may still be waiting for a worker: an abort queued for its id ends it at
+    its first step, before any traffic moves; the router is sent to stable meanwhile."""
+    try:
+        store.push_control(rollout_id, "abort")
+        queued = "an abort is queued for it"
+    except Exception as exc:
+        queued = f"no abort could be queued ({type(exc).__name__})"
+    failed = StableRoute.of(config, rollout_id).send()
+    moved = f"COULD NOT send traffic to stable: {failed}" if failed else "traffic sent to stable"
+    return f"{moved} through the router; the rollout was not created yet ({queued})"
 
 
 def _interrupted(
@@ -420,15 +469,20 @@ def _interrupted(
     One that lands once the rollout has ended (while its record is kept) leaves the traffic
     where the end put it: a promoted canary is not sent back.
     """
+    reason = f"`canary run` was interrupted ({name})"
     with _shielded():
         try:
-            record = store.load_rollout(rollout_id)
+            record = _created(store, rollout_id)
         except Exception:
-            record = None
-        if record is not None and st.is_final(str(record.get("state"))):
-            done = f"the rollout had already ended ({record.get('state')}); traffic left as is"
+            # Redis does not answer: _abandon goes through the router from the config.
+            done = _abandon(store, config, rollout_id, reason)
         else:
-            done = _abandon(store, config, rollout_id, f"`canary run` was interrupted ({name})")
+            if record is None:
+                done = _never_created(store, config, rollout_id)
+            elif st.is_final(str(record.get("state"))):
+                done = f"the rollout had already ended ({record.get('state')}); traffic left as is"
+            else:
+                done = _abandon(store, config, rollout_id, reason)
         _print_kept(console, store, rollout_id, fleet)
     console.print(f"canary: interrupted by {name}: {done}", style="bold red", highlight=False)
     return EXIT_FAILURE

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from canary.cli.rollouts import HOLD_AFTER_PUBLISH_ENV
 from tests.fixtures.processes import left_under, processes_under
 from tests.fixtures.rollouts import HELD_AT_10, given_weights, rollout_file
 from tests.fixtures.services import DemoFactory
+from tests.fixtures.waits import wait_until
 
 # Ceilings, not expectations: a busy CI machine starts Celery workers slowly.
 START_CEILING_S = 180.0
@@ -51,6 +53,7 @@ def _start(
     *,
     wait_for: str,
     sigint_ignored: bool = False,
+    env_extra: dict[str, str] | None = None,
 ) -> Run:
     """`canary run` of a slow rollout whose router appends every weight it is given to a file;
     returns once ``wait_for`` appeared in its output.
@@ -66,6 +69,7 @@ def _start(
     env = {k: v for k, v in os.environ.items() if k != "CANARY_REDIS_URL"}
     # Its own CANARY_HOME: a `canary local up` fleet elsewhere on this machine must not be used.
     env["CANARY_HOME"] = str(home)
+    env.update(env_extra or {})
     argv = [sys.executable, "-m", "canary.cli.main", "run", str(rollout), "--workdir", str(workdir)]
     if sigint_ignored:
         argv = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *argv]
@@ -141,6 +145,38 @@ def test_sigterm_and_sighup_send_traffic_to_stable_and_keep_the_record(
     assert any(sig.name in str(r) for r in record["reasons"])  # type: ignore[attr-defined]
     assert f"record kept in {run.home / 'runs'}" in out
     # The last will (for kill -9) was revoked once the rollout ended: nothing moves traffic later.
+    assert not list((run.home / "runs").glob("*/will.*"))
+    assert left_under(run.workdir, timeout=60) == []
+
+
+@pytest.mark.parametrize(
+    ("sig", "after"), [(signal.SIGTERM, "weight set"), (signal.SIGINT, "task sent")]
+)
+def test_a_signal_inside_the_publish_of_the_start_ends_on_stable_with_the_reason(
+    tmp_path: Path, demo_service_factory: DemoFactory, sig: signal.Signals, after: str
+) -> None:
+    # start() holds right after sending the start task until a signal comes: the signal lands
+    # there, whether the control worker has yet created the rollout and moved traffic or not.
+    hold = tmp_path / "held"
+    run = _start(
+        tmp_path,
+        demo_service_factory,
+        wait_for="local fleet ready",
+        env_extra={HOLD_AFTER_PUBLISH_ENV: str(hold)},
+    )
+    wait_until("start() to send the start task", hold.exists, START_CEILING_S)
+    if after == "weight set":
+        # The first traffic step has been published: 10% of the users on the canary.
+        wait_until("traffic on the canary", lambda: "10" in run.weights_given(), START_CEILING_S)
+    run.proc.send_signal(sig)
+    out = run.finish()
+    assert run.proc.returncode == 1, out
+    assert "Traceback" not in out
+    assert f"interrupted by {sig.name}: traffic sent to stable" in out, out
+    assert run.weights_given()[-1:] in ([], ["0"]), run.weights_given()
+    record = _kept_record(run)
+    assert record["state"] == "failed" and record["weight"] == 0
+    assert any(sig.name in str(r) for r in record["reasons"])  # type: ignore[attr-defined]
     assert not list((run.home / "runs").glob("*/will.*"))
     assert left_under(run.workdir, timeout=60) == []
 
