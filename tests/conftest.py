@@ -29,6 +29,19 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["CANARY_HOME"] = _private_home
     os.environ.pop("CANARY_REDIS_URL", None)
     os.environ["CANARY_PORT_RANGE"] = worker_port_range(os.environ.get("PYTEST_XDIST_WORKER"))
+    _sigint_not_ignored()
+
+
+def _sigint_not_ignored() -> None:
+    """Tests that send SIGINT to a child expect it to stop: undo an ignore the run inherited.
+
+    A suite started as a script's background job (``./scripts/test &`` without job control, a
+    CI step run so) has SIGINT ignored, every child inherits that across exec and Python keeps
+    it: the child shrugs the test's SIGINT off and the test times out (test_local_fleet's
+    test_no_orphans_when_the_parent_dies[2] did, under load, after 120 s).
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 # Below the kernel's ephemeral range (32768 up), so no outgoing connection takes a port between
