@@ -18,9 +18,10 @@ from canary.settings import load_settings
 
 __all__ = ["LocalFleet"]
 
-# Ceilings for a busy machine (eight Celery processes starting on two cores take a while),
-# each process its own: one shared deadline left the last of them a few seconds.
-WORKER_START_TIMEOUT = 60.0
+# Ceilings for a busy machine (eight Celery processes starting on two cores take a while; at a
+# load of 18 one took over a minute), each process its own: one shared deadline left the last
+# of them a few seconds. A worker that cannot start exits, which ends the wait at once.
+WORKER_START_TIMEOUT = 120.0
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL", "FATAL")
 
 
@@ -120,6 +121,14 @@ class LocalFleet:
         if self.control_worker is not None and self.control_worker.alive:
             return self
         began = time.monotonic()
+        self.launch()
+        self.wait_ready()
+        self.startup_seconds = time.monotonic() - began
+        return self
+
+    def launch(self) -> LocalFleet:
+        """Start Redis (unless given) and wait for it, then start the workers and beat without
+        waiting for them (wait_ready() does): their start-ups, seconds each, overlap."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self._redis_url is None:
@@ -139,23 +148,29 @@ class LocalFleet:
                 log_path=self.log_dir / "probe-worker.log",
                 cwd=self.workdir,
             ).start()
-            deadline = time.monotonic() + WORKER_START_TIMEOUT
-            for worker, node in (
-                (self.control_worker, self.control_node),
-                (self.probe_worker, self.probe_node),
-            ):
-                self._wait_ready(worker, node, max(1.0, deadline - time.monotonic()))
             if self.beat:
                 self.beat_process = ManagedProcess(
                     "beat", self._beat_argv(), env=env, log_path=self.log_dir / "beat.log",
                     cwd=self.workdir,
                 ).start()  # fmt: skip
+        except BaseException:
+            self.stop(timeout=3)
+            raise
+        return self
+
+    def wait_ready(self) -> None:
+        """Wait until the launched workers (and beat) are ready; on failure stop everything."""
+        try:
+            # Each its own ceiling: they start side by side, and on a busy machine the first
+            # may take most of a shared one, leaving the next a second or two.
+            assert self.control_worker is not None and self.probe_worker is not None
+            self._wait_ready(self.control_worker, self.control_node, WORKER_START_TIMEOUT)
+            self._wait_ready(self.probe_worker, self.probe_node, WORKER_START_TIMEOUT)
+            if self.beat_process is not None:
                 self.beat_process.wait_for_log(self._beat_ready(), WORKER_START_TIMEOUT)
         except BaseException:
             self.stop(timeout=3)
             raise
-        self.startup_seconds = time.monotonic() - began
-        return self
 
     def restart_worker(self, role: str) -> ManagedProcess:
         """Start a fresh ``"control"`` or ``"probe"`` worker in place of the old one (which is
@@ -225,13 +240,11 @@ class LocalFleet:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop beat, the workers (letting running tasks finish within ``timeout``), then Redis."""
-        if self.beat_process is not None:
-            self.beat_process.stop(timeout=timeout)
-        workers = [w for w in (self.probe_worker, self.control_worker) if w is not None]
-        for worker in workers:  # both shut down at once: a warm shutdown takes about a second
-            worker.terminate()
-        for worker in workers:
-            worker.stop(timeout=timeout)
+        procs = [p for p in (self.beat_process, self.probe_worker, self.control_worker) if p]
+        for proc in procs:  # all shut down at once: a warm shutdown takes about a second
+            proc.terminate()
+        for proc in procs:
+            proc.stop(timeout=timeout)
         if self.redis is not None:
             self.redis.stop(timeout=timeout)
             self.redis = None

@@ -12,7 +12,8 @@ from typing import Any
 from canary.errors import CanaryError
 from canary.local.procs import ManagedProcess, free_port
 
-START_TIMEOUT = 30.0
+# A ceiling for a busy machine, where Flower's imports alone can take half a minute.
+START_TIMEOUT = 120.0
 ARGSREPR_MAX = 200
 TASKS_COLUMNS = "name,args,state,received,runtime,worker,result,uuid"
 
@@ -71,6 +72,23 @@ def start_flower(
     The URL carries no credentials. Readiness is a 401 on /api/workers, which also proves that
     authentication is on.
     """
+    proc, url, password = launch_flower(
+        workdir, redis_url, port=port, user=user, password=password, app=app
+    )
+    wait_for_flower(proc)
+    return proc, url, password
+
+
+def launch_flower(
+    workdir: Path,
+    redis_url: str,
+    *,
+    port: int | None = None,
+    user: str = "canary",
+    password: str | None = None,
+    app: str = "workers.app:app",
+) -> tuple[ManagedProcess, str, str]:
+    """start_flower() without the wait (wait_for_flower), so that it starts beside others."""
     password = password or secrets.token_urlsafe(18)
     port = port or free_port()
     log_dir = Path(workdir).resolve() / "logs"
@@ -84,14 +102,18 @@ def start_flower(
     url = f"http://127.0.0.1:{port}"
     proc.url = url
     proc.start()
+    return proc, url, password
+
+
+def wait_for_flower(proc: ManagedProcess) -> None:
+    """Wait for a launched Flower to answer 401; CanaryError (and Flower stopped) if it does not."""
     try:
         proc.wait_until(
-            lambda: _answers_401(f"{url}/api/workers"), START_TIMEOUT, "401 from Flower"
+            lambda: _answers_401(f"{proc.url}/api/workers"), START_TIMEOUT, "401 from Flower"
         )
     except BaseException:
         proc.stop(timeout=3)
         raise
-    return proc, url, password
 
 
 # --- readable tasks ---------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from canary.errors import CanaryError
 from canary.local.fleet import LocalFleet
-from canary.local.flower import start_flower
+from canary.local.flower import launch_flower, start_flower, wait_for_flower
 from canary.local.procs import ManagedProcess
 from canary.local.state import remove_state, write_state
 from canary.settings import load_settings
@@ -109,8 +109,12 @@ class Supervisor:
         self.watched: list[_Watched] = []
 
     def start(self) -> None:
-        self.fleet.start()
-        self.flower, _, self.flower_password = start_flower(self.workdir, self.fleet.redis_url)
+        # Flower starts beside the workers and beat: one after the other took seconds more.
+        # What fails here is stopped by serve(), which always calls stop().
+        self.fleet.launch()
+        self.flower, _, self.flower_password = launch_flower(self.workdir, self.fleet.redis_url)
+        self.fleet.wait_ready()
+        wait_for_flower(self.flower)
         fleet = self.fleet
         self.watched = [
             _Watched("redis", lambda: fleet.redis, fleet.restart_redis),
@@ -199,8 +203,10 @@ class Supervisor:
     def stop(self) -> None:
         remove_state(self.workdir)
         if self.flower is not None:
-            self.flower.stop()
+            self.flower.terminate()  # stops while the fleet does
         self.fleet.stop()
+        if self.flower is not None:
+            self.flower.stop()
 
 
 def serve(workdir: Path, environments: str) -> int:
