@@ -25,6 +25,7 @@ from canary.local.haproxy import start_haproxy
 from canary.store import Store
 from tests.e2e.test_report_browser import ensure_chromium
 from tests.fixtures.services import DemoFactory
+from tests.fixtures.waits import CEILING_S
 
 pytestmark = pytest.mark.e2e
 
@@ -104,7 +105,7 @@ def dashboard(redis_url: str, tmp: Path) -> Iterator[str]:
         yield base
     finally:
         proc.terminate()
-        code = proc.wait(timeout=20)
+        code = proc.wait(timeout=CEILING_S)
         log.close()
         assert code == 0, f"dashboard exited {code}: {(tmp / 'dashboard.log').read_text()}"
 

@@ -6,23 +6,29 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 import yaml
 
+from canary.cli.localmode import UP_TIMEOUT_S
 from canary.store import Store
 from tests.fixtures.processes import left_under
 from tests.fixtures.services import DemoFactory
+from tests.fixtures.waits import CEILING_S, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CANARY = [sys.executable, "-m", "canary.cli.main"]
 
 
+# Above `local up`'s own ceiling (UP_TIMEOUT_S), so that a slow start fails with its reason.
+COMMAND_CEILING_S = UP_TIMEOUT_S + 60
+
+
 def _canary(
-    env: dict[str, str], *args: str, timeout: float = 120
+    env: dict[str, str], *args: str, timeout: float = COMMAND_CEILING_S
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*CANARY, *args], env=env, capture_output=True, text=True, timeout=timeout
@@ -48,6 +54,9 @@ def _rollout(tmp: Path, stable: str, canary: str, interval: str) -> Path:
     return path
 
 
+# A ceiling for a busy machine: a dozen commands, each starting Python and its imports, and a
+# fleet of six processes (at a load of 10 this took four minutes, quiet under one).
+@pytest.mark.timeout(900)
 def test_local_fleet_runs_rollouts_started_watched_and_aborted_from_the_cli(
     tmp_path: Path, demo_service_factory: DemoFactory
 ) -> None:
@@ -88,9 +97,7 @@ def test_local_fleet_runs_rollouts_started_watched_and_aborted_from_the_cli(
         slow = _canary(env, "rollout", "start", str(_rollout(tmp_path, stable, canary, "30s")))
         slow_id = slow.stdout.strip()
         store = Store.from_url(state["redis_url"])
-        deadline = time.monotonic() + 60
-        while store.load_rollout(slow_id) is None and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_until("the slow rollout's record", lambda: store.load_rollout(slow_id))
         aborted = _canary(env, "rollout", "abort", slow_id)
         assert aborted.returncode == 0 and "abort applied" in aborted.stdout, aborted.stderr
         watched = _canary(env, "rollout", "watch", slow_id, "--json")
@@ -108,5 +115,5 @@ def test_local_fleet_runs_rollouts_started_watched_and_aborted_from_the_cli(
     finally:
         down = _canary(env, "local", "down")
     assert down.returncode == 0, down.stderr
-    assert left_under(home) == []
+    assert left_under(home, timeout=CEILING_S) == []
     assert _canary(env, "local", "status").returncode == 1

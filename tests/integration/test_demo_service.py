@@ -17,6 +17,7 @@ import yaml
 from jsonpath_ng.ext import parse as jsonpath
 
 from tests.fixtures.services import DemoFactory
+from tests.fixtures.waits import START_CEILING_S
 
 pytestmark = pytest.mark.integration
 
@@ -121,7 +122,7 @@ def test_refuses_unknown_endpoint_names() -> None:
         [sys.executable, "-m", "canary.demo", "serve", "--port", "0", "--broken-endpoint", "chk"],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=START_CEILING_S,
     )
     assert result.returncode == 2
     assert "known endpoints" in result.stderr

@@ -18,6 +18,7 @@ from canary.exporter import serve
 from canary.local import ManagedProcess, free_port
 from canary.probing.result import TransactionResult
 from canary.store import Store
+from tests.fixtures.waits import START_CEILING_S
 
 pytestmark = pytest.mark.integration
 
@@ -165,7 +166,7 @@ def test_cli_serves_until_sigterm(redis_url: str) -> None:
         env={"CANARY_REDIS_URL": redis_url, "PYTHONUNBUFFERED": "1"},
     )
     with proc:
-        proc.wait_for_log("serving http://127.0.0.1:", timeout=20)
+        proc.wait_for_log("serving http://127.0.0.1:", timeout=START_CEILING_S)
         m = _scrape(f"http://127.0.0.1:{port}/metrics")
         assert m[("canary_rollout_weight_percent", (("rollout", rid), ("service", "shop")))] == 40
         assert redis_url not in proc.log_text()

@@ -16,6 +16,7 @@ from canary.local import ManagedProcess
 from canary.rollout.windows import BatchSpec, VersionTarget
 from canary.store import Store
 from tests.fixtures.services import DemoFactory
+from tests.fixtures.waits import START_CEILING_S
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,7 +55,7 @@ def test_the_command_starts_a_worker_that_answers(tmp_path: Path, redis_url: str
         cwd=ROOT,
     )
     with proc:
-        line = proc.wait_for_log(" ready.", timeout=30)
+        line = proc.wait_for_log(" ready.", timeout=START_CEILING_S)
         assert "canary-t1-" in line
 
 
@@ -88,7 +89,7 @@ def test_a_worker_with_one_slot_paces_many_batches_at_once(
         "worker", [*argv, "--broker", redis_url], log_path=tmp_path / "worker.log", cwd=ROOT
     )
     with proc:
-        proc.wait_for_log(" ready.", timeout=30)
+        proc.wait_for_log(" ready.", timeout=START_CEILING_S)
         spread, batches = 6.0, 4
         start_at = time.time() + 1.0
         with client(redis_url) as app:
@@ -131,7 +132,7 @@ def test_no_broker_is_a_clear_error(tmp_path: Path) -> None:
         [sys.executable, "-m", "canary.cli.worker", "--queues", "x"],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=START_CEILING_S,
         env={"PATH": "/usr/bin:/bin"},
         cwd=ROOT,
     )

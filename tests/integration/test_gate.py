@@ -33,6 +33,7 @@ from canary.local.demo import start_demo_service
 from canary.local.nginx import nginx_binary
 from canary.local.procs import ManagedProcess, free_port
 from canary.store import Store
+from tests.fixtures.waits import CEILING_S, START_CEILING_S
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "configs" / "kubernetes"
@@ -116,14 +117,14 @@ def _nginx(tmp: Path, gate_port: int) -> ManagedProcess:
         + f"http {{\n    access_log off;\n{temp}\n{server}\n}}\n"
     )
     base = [binary, "-e", str(prefix / "error.log"), "-p", str(prefix), "-c", str(conf)]
-    check = subprocess.run([*base, "-t", "-q"], capture_output=True, text=True, timeout=30)
+    check = subprocess.run([*base, "-t", "-q"], capture_output=True, text=True, timeout=CEILING_S)
     assert check.returncode == 0, check.stdout + check.stderr
     proc = ManagedProcess(
         "flagger-proxy", [*base, "-g", "daemon off;"], log_path=prefix / "out.log"
     )
     proc.url = f"http://127.0.0.1:{port}"
     proc.start()
-    proc.wait_for_port("127.0.0.1", port, timeout=20)
+    proc.wait_for_port("127.0.0.1", port, timeout=START_CEILING_S)
     return proc
 
 
@@ -153,7 +154,7 @@ def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             log_path=tmp / "gate.log",
         )
         started.append(gate.start())
-        gate.wait_for_port("127.0.0.1", port, timeout=30)
+        gate.wait_for_port("127.0.0.1", port, timeout=START_CEILING_S)
         proxy = _nginx(tmp, port)
         started.append(proxy)
         yield Stack(
@@ -511,7 +512,7 @@ def test_redis_away_is_a_503_not_a_crash_nor_a_pass(tmp_path: Path) -> None:
     }
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with gate:
-        gate.wait_for_port("127.0.0.1", port, timeout=30)
+        gate.wait_for_port("127.0.0.1", port, timeout=START_CEILING_S)
         first = requests.post(
             f"http://127.0.0.1:{port}/v1/verdicts", json=body, headers=auth, timeout=10
         )

@@ -19,6 +19,7 @@ from celery import Celery
 
 from canary.errors import CanaryError
 from canary.local import LocalFleet, ManagedProcess, free_port, redis_server_binary, start_redis
+from tests.fixtures.waits import START_CEILING_S
 
 pytestmark = pytest.mark.integration
 
@@ -172,7 +173,7 @@ def test_a_process_that_dies_early_fails_with_its_log(tmp_path: Path) -> None:
 def test_waits_time_out_with_the_log_tail(tmp_path: Path) -> None:
     code = "import time; print('starting up', flush=True); time.sleep(60)"
     with ManagedProcess("slow", [sys.executable, "-c", code], log_path=tmp_path / "s.log") as proc:
-        assert "starting up" in proc.wait_for_log("starting", timeout=10)
+        assert "starting up" in proc.wait_for_log("starting", timeout=START_CEILING_S)
         with pytest.raises(CanaryError, match=r"no log line .* after 0.3 s(.|\n)*starting up"):
             proc.wait_for_log("ready", timeout=0.3)
 
@@ -181,7 +182,7 @@ def test_stop_kills_the_whole_group_and_escalates(tmp_path: Path) -> None:
     # The shell ignores SIGTERM and has a child of its own: both must go.
     script = "trap '' TERM; sleep 300 & echo child $!; wait"
     proc = ManagedProcess("stubborn", ["sh", "-c", script], log_path=tmp_path / "st.log").start()
-    child = int(proc.wait_for_log("child", timeout=10).split()[1])
+    child = int(proc.wait_for_log("child", timeout=START_CEILING_S).split()[1])
     began = time.monotonic()
     status = proc.stop(timeout=0.5)
     assert status == -signal.SIGKILL  # escalated
@@ -276,7 +277,7 @@ if mode == "fleet":
     shell = ManagedProcess("shell", ["sh", "-c", "sleep 300 & echo child $!; wait"],
                            log_path=workdir / "shell.log").start()
     procs.append(shell)
-    extra = [int(shell.wait_for_log("child", 10).split()[1])]
+    extra = [int(shell.wait_for_log("child", 120).split()[1])]
 else:
     # Started from a thread that then ends: PDEATHSIG cannot be used, the watchdog must act.
     out = []

@@ -29,6 +29,7 @@ from canary.local.netns import HostNet, can_build, host_network
 from canary.rollout import state as st
 from canary.rollout.config import load_rollout
 from canary.store import Store
+from tests.fixtures.waits import START_CEILING_S
 
 ROOT = Path(__file__).resolve().parents[2]
 BROWSE = str(ROOT / "configs" / "transactions" / "demo-browse.yaml")
@@ -67,7 +68,7 @@ def test_one_rollout_probes_from_three_hosts(testnet: HostNet, tmp_path: Path) -
             demo = ManagedProcess(f"demo-{name}", argv, log_path=tmp_path / f"demo-{name}.log")
             demo.start()
             procs.append(demo)
-            demo.wait_for_port(testnet.gateway, demo_port, timeout=15)
+            demo.wait_for_port(testnet.gateway, demo_port, timeout=START_CEILING_S)
             urls[name] = f"http://{testnet.gateway}:{demo_port}"
         base_env = {"PYTHONUNBUFFERED": "1", "CANARY_VISIBILITY_TIMEOUT": "10"}
         control = _worker(
@@ -86,7 +87,7 @@ def test_one_rollout_probes_from_three_hosts(testnet: HostNet, tmp_path: Path) -
             )
             procs.append(workers[host])
         for proc in [control, *workers.values()]:
-            proc.wait_for_log(" ready.", timeout=30)
+            proc.wait_for_log(" ready.", timeout=START_CEILING_S)
 
         doc: dict[str, Any] = {
             "name": "hosts",
