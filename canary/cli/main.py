@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -17,37 +18,34 @@ EXIT_BROKEN_PIPE = 141
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
 
-def _registrars() -> list[Registrar]:
-    from canary.cli import (
-        dashboard,
-        exporter,
-        gate,
-        localmode,
-        monitor,
-        operate,
-        replay,
-        report,
-        rollouts,
-        transactions,
-        worker,
-    )
+# The modules that register commands, in the order `canary --help` lists them, and the commands
+# each registers: `canary X` imports X's module only. Importing them all (numpy, the analysis
+# models and Celery behind some) cost every command over a second, several on a busy machine.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "transactions": ("validate", "probe", "schema"),
+    "rollouts": ("run", "demo"),
+    "operate": ("rollout",),
+    "localmode": ("local",),
+    "monitor": ("monitor",),
+    "replay": ("export", "replay"),
+    "report": ("report",),
+    "exporter": ("exporter",),
+    "dashboard": ("dashboard",),
+    "worker": ("worker",),
+    "gate": ("gate",),
+}
 
+
+def _registrars(command: str | None = None) -> list[Registrar]:
+    """The register functions of every module, or only of the one that owns ``command``."""
+    names = [m for m, commands in COMMAND_MODULES.items() if command in commands]
     return [
-        transactions.register,
-        rollouts.register,
-        operate.register,
-        localmode.register,
-        monitor.register,
-        replay.register,
-        report.register,
-        exporter.register,
-        dashboard.register,
-        worker.register,
-        gate.register,
+        importlib.import_module(f"canary.cli.{name}").register for name in names or COMMAND_MODULES
     ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv``: of its command only when it names one, else of every command."""
     parser = argparse.ArgumentParser(
         prog="canary",
         description="Ship a canary to a growing share of traffic; roll it back when synthetic "
@@ -56,14 +54,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"canary {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for register in _registrars():
+    # The top-level parser has options only before the command: its first word is the command.
+    command = argv[0] if argv and not argv[0].startswith("-") else None
+    for register in _registrars(command):
         register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(words)
+    args = parser.parse_args(words)
     try:
         code = int(args.func(args))
         # Output still buffered would otherwise hit a closed pipe at exit, outside this try.
