@@ -66,29 +66,14 @@ def start_flower(
     user: str = "canary",
     password: str | None = None,
     app: str = "workers.app:app",
+    wait: bool = True,
 ) -> tuple[ManagedProcess, str, str]:
     """Start Flower on 127.0.0.1 with basic auth; returns (process, URL, password).
 
     The URL carries no credentials. Readiness is a 401 on /api/workers, which also proves that
-    authentication is on.
+    authentication is on. Without ``wait`` it returns at once, so that Flower starts beside
+    other processes; wait_for_flower() then waits.
     """
-    proc, url, password = launch_flower(
-        workdir, redis_url, port=port, user=user, password=password, app=app
-    )
-    wait_for_flower(proc)
-    return proc, url, password
-
-
-def launch_flower(
-    workdir: Path,
-    redis_url: str,
-    *,
-    port: int | None = None,
-    user: str = "canary",
-    password: str | None = None,
-    app: str = "workers.app:app",
-) -> tuple[ManagedProcess, str, str]:
-    """start_flower() without the wait (wait_for_flower), so that it starts beside others."""
     password = password or secrets.token_urlsafe(18)
     port = port or free_port()
     log_dir = Path(workdir).resolve() / "logs"
@@ -102,6 +87,8 @@ def launch_flower(
     url = f"http://127.0.0.1:{port}"
     proc.url = url
     proc.start()
+    if wait:
+        wait_for_flower(proc)
     return proc, url, password
 
 

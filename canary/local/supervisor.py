@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from canary.errors import CanaryError
 from canary.local.fleet import LocalFleet
-from canary.local.flower import launch_flower, start_flower, wait_for_flower
+from canary.local.flower import start_flower, wait_for_flower
 from canary.local.procs import ManagedProcess
 from canary.local.state import remove_state, write_state
 from canary.settings import load_settings
@@ -112,7 +112,9 @@ class Supervisor:
         # Flower starts beside the workers and beat: one after the other took seconds more.
         # What fails here is stopped by serve(), which always calls stop().
         self.fleet.launch()
-        self.flower, _, self.flower_password = launch_flower(self.workdir, self.fleet.redis_url)
+        self.flower, _, self.flower_password = start_flower(
+            self.workdir, self.fleet.redis_url, wait=False
+        )
         self.fleet.wait_ready()
         wait_for_flower(self.flower)
         fleet = self.fleet
