@@ -127,13 +127,13 @@ class LocalFleet:
         return self
 
     def launch(self) -> LocalFleet:
-        """Start Redis (unless given) and wait for it, then start the workers and beat without
-        waiting for them (wait_ready() does): their start-ups, seconds each, overlap."""
+        """Start Redis (unless given) and wait for it, then start the workers without waiting
+        for them (wait_ready() does): their start-ups, seconds each, overlap (Flower's too)."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self._redis_url is None:
                 self.redis, self._redis_url = start_redis(self.workdir, appendonly=self.appendonly)
-            env = {**self.env, "CANARY_REDIS_URL": self._redis_url, "PYTHONUNBUFFERED": "1"}
+            env = self._worker_env()
             self.control_worker = ManagedProcess(
                 "control-worker",
                 self._worker_argv("control", [self.control_queue], self.control_concurrency),
@@ -148,25 +148,29 @@ class LocalFleet:
                 log_path=self.log_dir / "probe-worker.log",
                 cwd=self.workdir,
             ).start()
-            if self.beat:
-                self.beat_process = ManagedProcess(
-                    "beat", self._beat_argv(), env=env, log_path=self.log_dir / "beat.log",
-                    cwd=self.workdir,
-                ).start()  # fmt: skip
         except BaseException:
             self.stop(timeout=3)
             raise
         return self
 
+    def _worker_env(self) -> dict[str, str]:
+        return {**self.env, "CANARY_REDIS_URL": self.redis_url, "PYTHONUNBUFFERED": "1"}
+
     def wait_ready(self) -> None:
-        """Wait until the launched workers (and beat) are ready; on failure stop everything."""
+        """Wait until the launched workers are ready, then start beat; on failure stop all."""
         try:
             # Each its own ceiling: they start side by side, and on a busy machine the first
             # may take most of a shared one, leaving the next a second or two.
             assert self.control_worker is not None and self.probe_worker is not None
             self._wait_ready(self.control_worker, self.control_node, WORKER_START_TIMEOUT)
             self._wait_ready(self.probe_worker, self.probe_node, WORKER_START_TIMEOUT)
-            if self.beat_process is not None:
+            # Beat only once the workers consume: ticks queued while they start would run
+            # back to back, two monitor probes a fraction of their interval apart.
+            if self.beat:
+                self.beat_process = ManagedProcess(
+                    "beat", self._beat_argv(), env=self._worker_env(),
+                    log_path=self.log_dir / "beat.log", cwd=self.workdir,
+                ).start()  # fmt: skip
                 self.beat_process.wait_for_log(self._beat_ready(), WORKER_START_TIMEOUT)
         except BaseException:
             self.stop(timeout=3)
