@@ -400,9 +400,9 @@ def _analyze(ctx: Context, record: RolloutRecord, window: str) -> tuple[str, Jud
     # Sealed before judging: a batch that reports later is refused, so the judged results
     # are exactly those of the batches recorded, and the others are accounted as missing.
     done = ctx.store.seal_window(record.id, window, sorted(expected))
-    decision, session = _judge(ctx, record, window, expected - done)
+    decision, session, stable = _judge(ctx, record, window, expected - done)
     decision = _hold_if_starved(ctx, record, window, decision)
-    outcome.apply(ctx, record, window, decision)
+    decision = outcome.apply(ctx, record, window, decision, stable)
     return decision.action, session
 
 
@@ -454,8 +454,9 @@ def _hold_if_starved(
 
 def _judge(
     ctx: Context, record: RolloutRecord, window: str, missing: set[str]
-) -> tuple[Decision, JudgeSession]:
-    """The judge's decision on a window, and the session whose state to keep for the next."""
+) -> tuple[Decision, JudgeSession, list[TransactionResult]]:
+    """The judge's decision on a window, the session whose state to keep for the next, and
+    the window's stable results (for the history, once the decision is told)."""
     results = ctx.store.window_results(record.id, window)
     canary = [r for r in results if r.version == "canary"]
     stable = [r for r in results if r.version == "stable"]
@@ -473,11 +474,9 @@ def _judge(
         decision.reasons.append(
             f"{len(missing)} of {len(record.expected_batches)} probe batches did not report in time and were judged as missing data"
         )
-    # Stable results feed the service's rolling history only after they were judged against it.
-    ctx.store.add_history(record.service, stable)
     decision.metrics.setdefault("canary", _stats(canary))
     decision.metrics.setdefault("stable", _stats(stable))
-    return decision, session
+    return decision, session, stable
 
 
 def _step_session(ctx: Context, record: RolloutRecord) -> JudgeSession:
@@ -619,7 +618,6 @@ def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> 
         canary = [r for r in results if r.version == "canary"]
         stable = [r for r in results if r.version == "stable"]
         _count_failures(current, canary)
-        ctx.store.add_history(current.service, stable)
         decision.reasons.insert(
             0, f"interim check {elapsed:.0f} s into the step at weight {current.weight}%"
         )
@@ -627,7 +625,7 @@ def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> 
         decision.metrics["batches_cut_short"] = len(set(expected) - done)
         decision.metrics.setdefault("canary", _stats(canary))
         decision.metrics.setdefault("stable", _stats(stable))
-        outcome.apply(ctx, current, window, decision)
+        outcome.apply(ctx, current, window, decision, stable)
         outcome.save(ctx, current)
         return "rollback"
 

@@ -18,6 +18,7 @@ from canary.store.retention import finished_ttl_s, results_ttl_s
 # Every script in canary/store/lua/, by file name without ".lua".
 SCRIPTS = (
     "claim_tick",
+    "judge_window",
     "look",
     "record_batch",
     "record_interim",
@@ -31,6 +32,7 @@ SCRIPTS = (
 # Pieces of lua/ a script starts with: Redis runs each script on its own, so a helper two scripts
 # share is prepended to their text rather than called.
 USES: dict[str, tuple[str, ...]] = {
+    "judge_window": ("add_chunked",),
     "record_batch": ("add_chunked",),
     "seal_window": ("add_chunked",),
 }

@@ -442,6 +442,56 @@ def test_a_coordinator_killed_between_seal_and_save_is_judged_again_on_redeliver
     assert store.windows(rid)[0] == "s0a0" and len(store.windows(rid)) == len(final["weights"])
 
 
+def test_a_window_judged_again_adds_its_history_and_tells_its_decision_once(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Killed after the judgement was told (its event written, its stable results added to the
+    # service's history) but before the record was saved: the re-delivered analysis judges the
+    # window again, and must neither add those results nor tell the decision a second time.
+    url = demo_service_factory("s").url
+    store = Store.from_url(redis_url)
+    disp = InlineDispatcher(store)
+    ctx = controller.Context(store=store, dispatcher=disp)
+    cfg, txs = load_rollout(_config(tmp_path, url, url))
+    rid = controller.create(ctx, cfg, txs)["id"]
+    service = cfg.service_name
+    names = [t["transaction_name"] for t in txs]
+    before = sum(store.history_size(service, n) for n in names)
+    save = controller.outcome.save
+
+    def dies_before_saving_a_judgement(ctx: Any, record: Any, **kw: Any) -> None:
+        if record.judged == "s0a0":
+            raise _Killed()
+        save(ctx, record, **kw)
+
+    monkeypatch.setattr(controller.outcome, "save", dies_before_saving_a_judgement)
+    with pytest.raises(_Killed):
+        disp.run(ctx)
+    added = sum(store.history_size(service, n) for n in names) - before
+    stable = [r for r in store.window_results(rid, "s0a0") if r.version == "stable"]
+    assert added == len(stable) > 0
+    monkeypatch.setattr(controller.outcome, "save", save)
+    disp.queue.clear()  # only the re-judge: what the dead task had sent is beside the point
+    disp.analyze(rid, "s0a0", 0)  # the unacknowledged task, handed out again
+    disp.run(ctx, until=lambda: (store.load_rollout(rid) or {}).get("judged") == "s0a0")
+    assert (store.load_rollout(rid) or {}).get("judged") == "s0a0"
+    assert sum(store.history_size(service, n) for n in names) - before == len(stable)
+    told = [
+        e["data"]
+        for _, e in store.read_events(rid)
+        if e["type"] == "decision" and e["data"]["window"] == "s0a0"
+    ]
+    assert len(told) == 1, told
+    record = store.load_rollout(rid) or {}
+    # The record holds the decision the event told.
+    assert [d["action"] for d in record["decisions"] if d["window"] == "s0a0"] == [
+        told[0]["action"]
+    ]
+
+
 def test_only_the_sequential_engine_gets_interim_checks(
     tmp_path: Path, redis_url: str, demo_service_factory: DemoFactory
 ) -> None:
