@@ -22,6 +22,7 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from canary.analysis.decision import Decision, JudgeSession, JudgeSetup
@@ -278,8 +279,11 @@ def _dispatch_window(
     ctx.store.set_expected(record.id, window, plan.expected)
     # Each batch probes stable and canary side by side at the same instants, so load on the
     # probing host or the network weighs on both alike and cannot pass for a regression.
+    by_queue: dict[str, list[BatchSpec]] = {}
     for batch in plan.batches:
-        ctx.dispatcher.probe(batch, f"{ctx.queue_prefix}.{batch.environment}")
+        by_queue.setdefault(f"{ctx.queue_prefix}.{batch.environment}", []).append(batch)
+    for queue, batches in by_queue.items():
+        ctx.dispatcher.probe(batches, queue)
     ctx.dispatcher.analyze(record.id, window, interval)
     if check_s is not None:
         ctx.dispatcher.check(record.id, window, check_s + CHECK_LAG_S)
@@ -368,8 +372,8 @@ class _NextStep:
         self.inner, self.rollout_id = inner, rollout_id
         self.due: tuple[int, int] | None = None
 
-    def probe(self, batch: BatchSpec, queue: str) -> None:
-        self.inner.probe(batch, queue)
+    def probe(self, batches: Sequence[BatchSpec], queue: str) -> None:
+        self.inner.probe(batches, queue)
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None:
         self.inner.analyze(rollout_id, window, countdown)

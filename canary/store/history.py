@@ -8,7 +8,7 @@ from typing import Any
 
 from canary.errors import StoreError
 from canary.probing.result import TransactionResult
-from canary.store.base import StoreBase, mapped
+from canary.store.base import StoreBase, mapped, parse_results
 
 HISTORY_KEPT = 5_000
 MONITORS_KEPT = 1_000
@@ -52,7 +52,7 @@ class HistoryStore(StoreBase):
     ) -> list[TransactionResult]:
         with mapped(f"cannot read the history of {service}"):
             raws = self.r.lrange(self.keys.history(service, transaction), 0, -1)
-        got = [TransactionResult.from_dict(json.loads(raw)) for raw in raws]
+        got = parse_results(raws)
         return [r for r in got if since is None or r.t >= since]
 
     # --- continuous monitors of stable versions (canary/monitor.py) ---------------------------

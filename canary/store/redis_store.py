@@ -18,7 +18,7 @@ import redis
 from canary.probing.result import TransactionResult
 from canary.rollout.record import RolloutRecord
 from canary.settings import load_settings
-from canary.store.base import mapped
+from canary.store.base import mapped, parse_results
 from canary.store.history import HISTORY_KEPT, MONITORS_KEPT, HistoryStore
 from canary.store.retention import FINISHED_TTL_S
 from canary.store.rollouts import (
@@ -115,7 +115,7 @@ class Store(RolloutStore, WindowStore, HistoryStore):
             False,
             RolloutRecord.from_dict(doc),
             None if unchanged else engine_state(state or None, doc),
-            [TransactionResult.from_dict(json.loads(p)) for p in pushed],
+            parse_results(pushed),
             etag=saved,
             unchanged=unchanged,
         )

@@ -11,7 +11,7 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,10 +51,13 @@ class InlineDispatcher:
     batches: list[dict[str, Any]] = field(default_factory=list)  # what each batch returned
     advances: list[str] = field(default_factory=list)  # what each advance task answered
 
-    def probe(self, batch: BatchSpec, queue: str) -> None:
+    def probe(self, batches: Sequence[BatchSpec], queue: str) -> None:
         self.queues_used.add(queue)
-        # As the task message carries it: plain JSON.
-        heapq.heappush(self.queue, (time.time(), next(self.counter), "probe", (batch.to_dict(),)))
+        # As the task messages carry them: plain JSON, one task per batch.
+        for batch in batches:
+            heapq.heappush(
+                self.queue, (time.time(), next(self.counter), "probe", (batch.to_dict(),))
+            )
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None:
         heapq.heappush(
@@ -830,7 +833,7 @@ def test_step_ends_keep_the_judge_in_memory_and_never_use_a_stale_copy(
 class _Quiet:
     """A dispatcher that sends nothing: the test plays the probe workers itself."""
 
-    def probe(self, batch: BatchSpec, queue: str) -> None: ...
+    def probe(self, batches: Sequence[BatchSpec], queue: str) -> None: ...
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None: ...
 
@@ -898,8 +901,8 @@ class _Recording(_Quiet):
     probes: list[BatchSpec] = field(default_factory=list)
     advances: list[tuple[str, int, int, float]] = field(default_factory=list)
 
-    def probe(self, batch: BatchSpec, queue: str) -> None:
-        self.probes.append(batch)
+    def probe(self, batches: Sequence[BatchSpec], queue: str) -> None:
+        self.probes.extend(batches)
 
     def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None:
         self.advances.append((rollout_id, step, attempt, countdown))
