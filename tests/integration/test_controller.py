@@ -409,90 +409,73 @@ class _Killed(BaseException):
     """The coordinator's process dying (kill -9) at a chosen point."""
 
 
+def _killed_after_judging_s0a0(
+    tmp_path: Path, redis_url: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Store, InlineDispatcher, controller.Context, str]:
+    """A rollout whose coordinator died after judging window s0a0, before saving the record."""
+    store = Store.from_url(redis_url)
+    disp = InlineDispatcher(store)
+    ctx = controller.Context(store=store, dispatcher=disp)
+    cfg, txs = load_rollout(_config(tmp_path, url, url))
+    rid = controller.create(ctx, cfg, txs)["id"]
+    save = controller.outcome.save
+
+    def dies_before_saving_a_judgement(ctx: Any, record: Any, **kw: Any) -> None:
+        if record.judged == "s0a0":
+            raise _Killed()
+        save(ctx, record, **kw)
+
+    monkeypatch.setattr(controller.outcome, "save", dies_before_saving_a_judgement)
+    with pytest.raises(_Killed):
+        disp.run(ctx)
+    monkeypatch.setattr(controller.outcome, "save", save)
+    return store, disp, ctx, rid
+
+
 def test_a_coordinator_killed_between_seal_and_save_is_judged_again_on_redelivery(
     tmp_path: Path,
     redis_url: str,
     demo_service_factory: DemoFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # The analysis seals its window, judges it, starts the next step and only then saves the
-    # record: a kill in between leaves the window sealed and the record still on it. The task
-    # comes back (late acknowledgement) and must judge the window again, not take the seal
-    # for a judgement and leave the rollout stuck for good.
+    # The analysis seals its window, judges it (tells the decision, adds the stable results to
+    # the service's history), starts the next step and only then saves the record: a kill in
+    # between leaves the window sealed and the record still on it. The task comes back (late
+    # acknowledgement) and must judge the window again, not take the seal for a judgement and
+    # leave the rollout stuck for good; and it must neither add those results nor tell the
+    # decision a second time.
     url = demo_service_factory("s").url
-    store = Store.from_url(redis_url)
-    disp = InlineDispatcher(store)
-    ctx = controller.Context(store=store, dispatcher=disp)
-    cfg, txs = load_rollout(_config(tmp_path, url, url))
-    rid = controller.create(ctx, cfg, txs)["id"]
-    save = controller.outcome.save
-
-    def dies_before_saving_a_judgement(ctx: Any, record: Any, **kw: Any) -> None:
-        if record.judged == "s0a0":
-            raise _Killed()
-        save(ctx, record, **kw)
-
-    monkeypatch.setattr(controller.outcome, "save", dies_before_saving_a_judgement)
-    with pytest.raises(_Killed):
-        disp.run(ctx)
+    store, disp, ctx, rid = _killed_after_judging_s0a0(tmp_path, redis_url, url, monkeypatch)
     assert store.is_sealed(rid, "s0a0")
-    assert (store.load_rollout(rid) or {}).get("window") == "s0a0"
-    monkeypatch.setattr(controller.outcome, "save", save)
-    disp.analyze(rid, "s0a0", 0)  # the unacknowledged task, handed out again
-    disp.run(ctx)
-    final = store.load_rollout(rid)
-    assert final is not None and final["state"] == "promoted", final
-    assert store.windows(rid)[0] == "s0a0" and len(store.windows(rid)) == len(final["weights"])
+    record = store.load_rollout(rid) or {}
+    assert record.get("window") == "s0a0"
+    service, names = record["service"], [t["transaction_name"] for t in record["transactions"]]
 
+    def history() -> int:  # Redis is emptied before each test: all of it is this rollout's
+        return sum(store.history_size(service, n) for n in names)
 
-def test_a_window_judged_again_adds_its_history_and_tells_its_decision_once(
-    tmp_path: Path,
-    redis_url: str,
-    demo_service_factory: DemoFactory,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Killed after the judgement was told (its event written, its stable results added to the
-    # service's history) but before the record was saved: the re-delivered analysis judges the
-    # window again, and must neither add those results nor tell the decision a second time.
-    url = demo_service_factory("s").url
-    store = Store.from_url(redis_url)
-    disp = InlineDispatcher(store)
-    ctx = controller.Context(store=store, dispatcher=disp)
-    cfg, txs = load_rollout(_config(tmp_path, url, url))
-    rid = controller.create(ctx, cfg, txs)["id"]
-    service = cfg.service_name
-    names = [t["transaction_name"] for t in txs]
-    before = sum(store.history_size(service, n) for n in names)
-    save = controller.outcome.save
-
-    def dies_before_saving_a_judgement(ctx: Any, record: Any, **kw: Any) -> None:
-        if record.judged == "s0a0":
-            raise _Killed()
-        save(ctx, record, **kw)
-
-    monkeypatch.setattr(controller.outcome, "save", dies_before_saving_a_judgement)
-    with pytest.raises(_Killed):
-        disp.run(ctx)
-    added = sum(store.history_size(service, n) for n in names) - before
     stable = [r for r in store.window_results(rid, "s0a0") if r.version == "stable"]
-    assert added == len(stable) > 0
-    monkeypatch.setattr(controller.outcome, "save", save)
+    assert history() == len(stable) > 0
     disp.queue.clear()  # only the re-judge: what the dead task had sent is beside the point
     disp.analyze(rid, "s0a0", 0)  # the unacknowledged task, handed out again
     disp.run(ctx, until=lambda: (store.load_rollout(rid) or {}).get("judged") == "s0a0")
-    assert (store.load_rollout(rid) or {}).get("judged") == "s0a0"
-    assert sum(store.history_size(service, n) for n in names) - before == len(stable)
+    record = store.load_rollout(rid) or {}
+    assert record.get("judged") == "s0a0"
+    assert history() == len(stable)
     told = [
         e["data"]
         for _, e in store.read_events(rid)
         if e["type"] == "decision" and e["data"]["window"] == "s0a0"
     ]
     assert len(told) == 1, told
-    record = store.load_rollout(rid) or {}
     # The record holds the decision the event told.
     assert [d["action"] for d in record["decisions"] if d["window"] == "s0a0"] == [
         told[0]["action"]
     ]
+    disp.run(ctx)  # and the rollout goes on to its end
+    final = store.load_rollout(rid)
+    assert final is not None and final["state"] == "promoted", final
+    assert store.windows(rid)[0] == "s0a0"
 
 
 def test_only_the_sequential_engine_gets_interim_checks(
