@@ -5,7 +5,8 @@ for milliseconds rather than for the whole step: every batch a worker accepts is
 thread, and the transactions themselves run on one bounded pool that all batches share in the
 order their probes fall due. A probe that could not start near its due time is dropped and
 counted (``meta["late"]``) rather than fired in a burst, and a failed canary run is pushed at
-once and wakes an interim check (rate-limited), instead of waiting for the next push.
+once and wakes an interim check (rate-limited, less so while most canary runs fail), instead of
+waiting for the next push.
 
 One module though long: the pacer, its I/O pool and the batch's claim and record share the
 batch's lifecycle and its locks, and reading them apart would hide how a batch is never
@@ -55,8 +56,15 @@ DEFAULT_PROBE_THREADS = 256
 # series, when longer) is dropped and counted: a late burst would be judged as if it had been
 # spread over the step, and would only deepen the backlog that made it late.
 LATE_LIMIT_S = 5.0
-# At most one urgent push per batch, and one woken check per window and process, this often.
+# At most one urgent push per batch, and one woken check per window and process, this often;
+# FAST_WAKE_GAP_S while at least FAST_WAKE_SHARE of the canary runs since the last one failed.
+# A hard failure's evidence comes in a burst every probe spacing (0.5 s at 2 runs/s), and once
+# a second the wakes were a second behind it when the engine had enough: a quarter of the time
+# to the router (scripts/bench-scale); a canary that fails now and then keeps the slower pace,
+# which bounds the checks its failures cost the control process.
 WAKE_GAP_S = 1.0
+FAST_WAKE_GAP_S = 0.25
+FAST_WAKE_SHARE = 0.5
 # Threads of a process that talk to Redis for the pacer (pushes, heartbeats, records).
 IO_THREADS = 8
 
@@ -151,6 +159,11 @@ class _Job:
         return (self.next_probe >= len(self.offsets) or self.judged) and not self.backlog
 
 
+def wake_gap(runs: int, failed: int) -> float:
+    """The wake gap after ``failed`` of ``runs`` canary runs failed (see FAST_WAKE_GAP_S)."""
+    return FAST_WAKE_GAP_S if runs and failed >= FAST_WAKE_SHARE * runs else WAKE_GAP_S
+
+
 class Pacer:
     """One per process: starts each accepted batch's probes when due, pushes, beats, records.
 
@@ -166,6 +179,9 @@ class Pacer:
         self._seq = itertools.count()
         self._jobs: dict[str, _Job] = {}
         self._wakes: dict[tuple[str, str], float] = {}
+        # Per window: canary runs settled since its last woken check, and how many failed.
+        self._tally: dict[tuple[str, str], list[int]] = {}
+        self._tally_lock = threading.Lock()
         self._pid = 0
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
@@ -180,7 +196,7 @@ class Pacer:
         size = int(os.environ.get("CANARY_PROBE_THREADS") or DEFAULT_PROBE_THREADS)
         self._pool = ThreadPoolExecutor(max(1, size), thread_name_prefix="probe")
         self._io = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="probe-io")
-        self._heap, self._jobs, self._wakes = [], {}, {}
+        self._heap, self._jobs, self._wakes, self._tally = [], {}, {}, {}
         self._pid = os.getpid()
         self._push(time.time() + HEARTBEAT_S, "beat", None)
         self._thread = threading.Thread(target=self._run, name="probe-pacer", daemon=True)
@@ -309,18 +325,35 @@ class Pacer:
 
     def _settle(self, job: _Job, fut: Future[TransactionResult]) -> None:
         result = fut.result() if fut.exception() is None else None
-        urgent = False
+        urgent, gap = False, WAKE_GAP_S
         with job.lock:
             job.inflight -= 1
             self._start_backlog(job)
+            if result is not None and result.version == "canary":
+                gap = self._count(job, result.ok)
             if result is not None and not result.ok and result.version == "canary":
                 urgent = job.on_failure is not None and not job.urgent_due and not job.judged
                 if urgent:
-                    job.urgent_due = max(time.time(), job.last_urgent + WAKE_GAP_S)
+                    job.urgent_due = max(time.time(), job.last_urgent + gap)
         if urgent:
             with self._lock:
                 self._push(job.urgent_due, "urgent", job)
         self._maybe_finish(job)
+
+    def _count(self, job: _Job, ok: bool) -> float:
+        """Count a settled canary run in its window's tally; returns the window's wake gap."""
+        with self._tally_lock:
+            tally = self._tally.setdefault((job.rid, job.window), [0, 0])
+            tally[0] += 1
+            tally[1] += not ok
+            return wake_gap(tally[0], tally[1])
+
+    def _wake_gap(self, rid: str, window: str, *, reset: bool = False) -> float:
+        with self._tally_lock:
+            runs, failed = self._tally.get((rid, window), (0, 0))
+            if reset:
+                self._tally.pop((rid, window), None)
+        return wake_gap(runs, failed)
 
     def _maybe_finish(self, job: _Job) -> None:
         with job.lock:
@@ -349,6 +382,9 @@ class Pacer:
             self._push(time.time() + HEARTBEAT_S, "beat", None)
             now = time.time()
             self._wakes = {k: v for k, v in self._wakes.items() if v > now - 600}
+            live = {(j.rid, j.window) for j in jobs}
+        with self._tally_lock:
+            self._tally = {k: v for k, v in self._tally.items() if k in live}
         by_store: dict[int, list[_Job]] = {}
         for job in jobs:
             by_store.setdefault(id(job.store), []).append(job)
@@ -428,12 +464,13 @@ class Pacer:
                 self._wake(rid, window, wake, now)
 
     def _wake(self, rid: str, window: str, wake: Waker, now: float) -> None:
-        """Ask for a check that sees what was just pushed, at most once per WAKE_GAP_S."""
+        """Ask for a check that sees what was just pushed, at most once per wake gap."""
         with self._lock:
             at = self._wakes.get((rid, window), 0.0)
             if at >= now:
                 return  # a check is already due after this push: it will see it
-            at = max(now, at + WAKE_GAP_S)
+            # The tally starts again: the next gap is set by what fails after this check.
+            at = max(now, at + self._wake_gap(rid, window, reset=True))
             self._wakes[(rid, window)] = at
         try:
             wake(at - now)

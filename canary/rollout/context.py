@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -17,7 +17,10 @@ from canary.store import Store
 class Dispatcher(Protocol):
     """Schedules the tasks that carry a rollout forward (Celery in production)."""
 
-    def probe(self, batch: BatchSpec, queue: str) -> None: ...
+    def probe(self, batches: Sequence[BatchSpec], queue: str) -> None:
+        """Send a step's probe batches that go to ``queue`` (at once: one message may carry
+        them all, to be fanned out on the probe side)."""
+        ...
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None: ...
 
@@ -60,7 +63,7 @@ def route_context(rollout_id: str, service: str, config: RolloutConfig, step: in
 class NullDispatcher:
     """Schedules nothing: for callers that only end rollouts (fail_safe) or read them."""
 
-    def probe(self, batch: BatchSpec, queue: str) -> None: ...
+    def probe(self, batches: Sequence[BatchSpec], queue: str) -> None: ...
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None: ...
 

@@ -22,6 +22,7 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from canary.analysis.decision import Decision, JudgeSession, JudgeSetup
@@ -278,8 +279,11 @@ def _dispatch_window(
     ctx.store.set_expected(record.id, window, plan.expected)
     # Each batch probes stable and canary side by side at the same instants, so load on the
     # probing host or the network weighs on both alike and cannot pass for a regression.
+    by_queue: dict[str, list[BatchSpec]] = {}
     for batch in plan.batches:
-        ctx.dispatcher.probe(batch, f"{ctx.queue_prefix}.{batch.environment}")
+        by_queue.setdefault(f"{ctx.queue_prefix}.{batch.environment}", []).append(batch)
+    for queue, batches in by_queue.items():
+        ctx.dispatcher.probe(batches, queue)
     ctx.dispatcher.analyze(record.id, window, interval)
     if check_s is not None:
         ctx.dispatcher.check(record.id, window, check_s + CHECK_LAG_S)
@@ -368,8 +372,8 @@ class _NextStep:
         self.inner, self.rollout_id = inner, rollout_id
         self.due: tuple[int, int] | None = None
 
-    def probe(self, batch: BatchSpec, queue: str) -> None:
-        self.inner.probe(batch, queue)
+    def probe(self, batches: Sequence[BatchSpec], queue: str) -> None:
+        self.inner.probe(batches, queue)
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None:
         self.inner.analyze(rollout_id, window, countdown)
@@ -400,9 +404,9 @@ def _analyze(ctx: Context, record: RolloutRecord, window: str) -> tuple[str, Jud
     # Sealed before judging: a batch that reports later is refused, so the judged results
     # are exactly those of the batches recorded, and the others are accounted as missing.
     done = ctx.store.seal_window(record.id, window, sorted(expected))
-    decision, session = _judge(ctx, record, window, expected - done)
+    decision, session, stable = _judge(ctx, record, window, expected - done)
     decision = _hold_if_starved(ctx, record, window, decision)
-    outcome.apply(ctx, record, window, decision)
+    decision = outcome.apply(ctx, record, window, decision, stable)
     return decision.action, session
 
 
@@ -454,8 +458,9 @@ def _hold_if_starved(
 
 def _judge(
     ctx: Context, record: RolloutRecord, window: str, missing: set[str]
-) -> tuple[Decision, JudgeSession]:
-    """The judge's decision on a window, and the session whose state to keep for the next."""
+) -> tuple[Decision, JudgeSession, list[TransactionResult]]:
+    """The judge's decision on a window, the session whose state to keep for the next, and
+    the window's stable results (for the history, once the decision is told)."""
     results = ctx.store.window_results(record.id, window)
     canary = [r for r in results if r.version == "canary"]
     stable = [r for r in results if r.version == "stable"]
@@ -473,11 +478,9 @@ def _judge(
         decision.reasons.append(
             f"{len(missing)} of {len(record.expected_batches)} probe batches did not report in time and were judged as missing data"
         )
-    # Stable results feed the service's rolling history only after they were judged against it.
-    ctx.store.add_history(record.service, stable)
     decision.metrics.setdefault("canary", _stats(canary))
     decision.metrics.setdefault("stable", _stats(stable))
-    return decision, session
+    return decision, session, stable
 
 
 def _step_session(ctx: Context, record: RolloutRecord) -> JudgeSession:
@@ -619,7 +622,6 @@ def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> 
         canary = [r for r in results if r.version == "canary"]
         stable = [r for r in results if r.version == "stable"]
         _count_failures(current, canary)
-        ctx.store.add_history(current.service, stable)
         decision.reasons.insert(
             0, f"interim check {elapsed:.0f} s into the step at weight {current.weight}%"
         )
@@ -627,7 +629,7 @@ def check(ctx: Context, rollout_id: str, window: str, *, chain: bool = True) -> 
         decision.metrics["batches_cut_short"] = len(set(expected) - done)
         decision.metrics.setdefault("canary", _stats(canary))
         decision.metrics.setdefault("stable", _stats(stable))
-        outcome.apply(ctx, current, window, decision)
+        outcome.apply(ctx, current, window, decision, stable)
         outcome.save(ctx, current)
         return "rollback"
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from canary.analysis.decision import Decision
 from canary.notifiers import Alert, build_notifier, deliver
+from canary.probing.result import TransactionResult
 from canary.rollout import offline, operator
 from canary.rollout import state as st
 from canary.rollout.context import Context, route_context, router_for
@@ -20,11 +22,21 @@ STABLE_UNHEALTHY = "stable_unhealthy"
 _DECISION_ALERTS = ((STABLE_UNHEALTHY, STABLE_UNHEALTHY), ("budget", "error_budget"))
 
 
-def apply(ctx: Context, record: RolloutRecord, window: str, decision: Decision) -> None:
-    """Record a window's decision and act on it; the caller saves the record once.
+def apply(
+    ctx: Context,
+    record: RolloutRecord,
+    window: str,
+    decision: Decision,
+    stable: Sequence[TransactionResult] = (),
+) -> Decision:
+    """Record a window's decision and act on it, and return it; the caller saves the record once.
 
     A stable that fails is no baseline: while the judge says so, traffic never moves (an
-    increase or a promotion becomes a hold), and operators hear it once.
+    increase or a promotion becomes a hold), and operators hear it once. ``stable``: the
+    window's stable results, which join the service's history once they were judged against it.
+
+    A window is told once (Store.judge_window): judged again after its coordinator died before
+    the save, it applies the decision told the first time, and adds nothing twice.
     """
     unhealthy = any(STABLE_UNHEALTHY in a for a in decision.alerts)
     if unhealthy and decision.action in ("increase", "promote"):
@@ -42,11 +54,13 @@ def apply(ctx: Context, record: RolloutRecord, window: str, decision: Decision) 
         "weight": record.weight,
         **decision.to_dict(),
     }
+    told = ctx.store.judge_window(record.id, window, entry, record.service, stable)
+    if told is not None:
+        entry, decision = told, Decision.from_dict(told)
     record.decisions = [
         *record.decisions[-DECISIONS_KEPT + 1 :],
         {k: v for k, v in entry.items() if k != "metrics"},
     ]
-    ctx.store.append_event(record.id, "decision", entry)
     for text in decision.alerts:
         kind = _alert_kind(text)
         summary = (
@@ -70,6 +84,7 @@ def apply(ctx: Context, record: RolloutRecord, window: str, decision: Decision) 
     else:  # hold: probe the same weight again
         record.attempt = attempt + 1
         ctx.dispatcher.advance(record.id, step, attempt + 1, 0.0)
+    return decision
 
 
 def _dry_run(record: RolloutRecord, decision: Decision) -> Decision:

@@ -8,7 +8,7 @@ from typing import Any
 
 from canary.errors import StoreError
 from canary.probing.result import TransactionResult
-from canary.store.base import StoreBase, mapped
+from canary.store.base import StoreBase, mapped, parse_results
 
 HISTORY_KEPT = 5_000
 MONITORS_KEPT = 1_000
@@ -19,13 +19,20 @@ class HistoryStore(StoreBase):
 
     # --- stable history across rollouts ----------------------------------------------------
 
-    def add_history(self, service: str, results: Sequence[TransactionResult]) -> None:
-        # One RPUSH per transaction, not per result: a step end's few hundred results were as
-        # many commands, a quarter of an analysis's time (scripts/bench-scale).
+    def history_values(
+        self, service: str, results: Sequence[TransactionResult]
+    ) -> dict[str, list[str]]:
+        """The history key of each transaction, and its results as the history keeps them."""
         by_key: dict[str, list[str]] = {}
         for res in results:
             key = self.keys.history(service, res.transaction)
             by_key.setdefault(key, []).append(json.dumps(res.to_dict(with_steps=False)))
+        return by_key
+
+    def add_history(self, service: str, results: Sequence[TransactionResult]) -> None:
+        # One RPUSH per transaction, not per result: a step end's few hundred results were as
+        # many commands, a quarter of an analysis's time (scripts/bench-scale).
+        by_key = self.history_values(service, results)
         if not by_key:
             return
         pipe = self.r.pipeline()
@@ -45,7 +52,7 @@ class HistoryStore(StoreBase):
     ) -> list[TransactionResult]:
         with mapped(f"cannot read the history of {service}"):
             raws = self.r.lrange(self.keys.history(service, transaction), 0, -1)
-        got = [TransactionResult.from_dict(json.loads(raw)) for raw in raws]
+        got = parse_results(raws)
         return [r for r in got if since is None or r.t >= since]
 
     # --- continuous monitors of stable versions (canary/monitor.py) ---------------------------

@@ -89,6 +89,10 @@ class Keys:
         """Set once a window was judged: batches recorded later are refused, not counted."""
         return f"{self.root}:rollout:{rollout_id}:sealed:{window}"
 
+    def verdict(self, rollout_id: str, window: str) -> str:
+        """The decision a window was judged with (JSON), written once with its event and history."""
+        return f"{self.root}:rollout:{rollout_id}:verdict:{window}"
+
     def missing(self, rollout_id: str, window: str) -> str:
         """Ids of the batches a judged window went without (accounted as missing data)."""
         return f"{self.root}:rollout:{rollout_id}:missing:{window}"

@@ -8,6 +8,8 @@ store as a StoreError.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +18,7 @@ import redis
 from canary.probing.result import TransactionResult
 from canary.rollout.record import RolloutRecord
 from canary.settings import load_settings
-from canary.store.base import mapped
+from canary.store.base import mapped, parse_results
 from canary.store.history import HISTORY_KEPT, MONITORS_KEPT, HistoryStore
 from canary.store.retention import FINISHED_TTL_S
 from canary.store.rollouts import (
@@ -113,7 +115,46 @@ class Store(RolloutStore, WindowStore, HistoryStore):
             False,
             RolloutRecord.from_dict(doc),
             None if unchanged else engine_state(state or None, doc),
-            [TransactionResult.from_dict(json.loads(p)) for p in pushed],
+            parse_results(pushed),
             etag=saved,
             unchanged=unchanged,
         )
+
+    def judge_window(
+        self,
+        rollout_id: str,
+        window: str,
+        entry: dict[str, Any],
+        service: str,
+        stable: Sequence[TransactionResult],
+    ) -> dict[str, Any] | None:
+        """Tell a window's decision once: keep it, append its event, add ``stable`` to the
+        service's history, in one step; returns the decision told before, if one was.
+
+        A window sealed but not saved as judged is judged again when its task is handed out
+        again (controller.analyze); the earlier decision is then what it applies, and neither
+        its event nor its stable results are written a second time.
+        """
+        history = self.history_values(service, stable)
+        args: list[Any] = [
+            self.results_ttl_s,
+            json.dumps(entry),
+            f"{time.time():.3f}",
+            EVENTS_MAXLEN,
+            HISTORY_KEPT,
+        ]
+        for values in history.values():
+            args += [len(values), *values]
+        with mapped(f"cannot record the decision on {window} of {rollout_id}"):
+            got = self.scripts["judge_window"](
+                keys=[
+                    self.keys.verdict(rollout_id, window),
+                    self.keys.events(rollout_id),
+                    *history,
+                ],
+                args=args,
+            )
+        if not got:
+            return None
+        first: dict[str, Any] = json.loads(got)
+        return first

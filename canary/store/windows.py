@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from canary.probing.result import TransactionResult
-from canary.store.base import StoreBase, mapped
+from canary.store.base import StoreBase, mapped, parse_results
 from canary.store.retention import DEFAULT_RESULTS_TTL_S
 
 # The default; a store keeps results ``results_ttl_s`` (CANARY_RESULTS_TTL, canary.store.retention).
@@ -137,7 +137,7 @@ class WindowStore(StoreBase):
         """
         with mapped(f"cannot read interim results of {window}"):
             raws = self.r.lrange(self.keys.interim_log(rollout_id, window), start, -1)
-        return [TransactionResult.from_dict(json.loads(raw)) for raw in raws]
+        return parse_results(raws)
 
     def is_sealed(self, rollout_id: str, window: str) -> bool:
         with mapped(f"cannot read {window} of {rollout_id}"):
@@ -221,7 +221,7 @@ class WindowStore(StoreBase):
     def window_results(self, rollout_id: str, window: str) -> list[TransactionResult]:
         with mapped(f"cannot read the results of {window} of {rollout_id}"):
             raws = self.r.lrange(self.keys.results(rollout_id, window), 0, -1)
-        return [TransactionResult.from_dict(json.loads(raw)) for raw in raws]
+        return parse_results(raws)
 
     def all_results(self, rollout_id: str) -> list[TransactionResult]:
         out: list[TransactionResult] = []

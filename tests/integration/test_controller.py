@@ -11,7 +11,7 @@ import heapq
 import itertools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,10 +51,13 @@ class InlineDispatcher:
     batches: list[dict[str, Any]] = field(default_factory=list)  # what each batch returned
     advances: list[str] = field(default_factory=list)  # what each advance task answered
 
-    def probe(self, batch: BatchSpec, queue: str) -> None:
+    def probe(self, batches: Sequence[BatchSpec], queue: str) -> None:
         self.queues_used.add(queue)
-        # As the task message carries it: plain JSON.
-        heapq.heappush(self.queue, (time.time(), next(self.counter), "probe", (batch.to_dict(),)))
+        # As the task messages carry them: plain JSON, one task per batch.
+        for batch in batches:
+            heapq.heappush(
+                self.queue, (time.time(), next(self.counter), "probe", (batch.to_dict(),))
+            )
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None:
         heapq.heappush(
@@ -406,17 +409,10 @@ class _Killed(BaseException):
     """The coordinator's process dying (kill -9) at a chosen point."""
 
 
-def test_a_coordinator_killed_between_seal_and_save_is_judged_again_on_redelivery(
-    tmp_path: Path,
-    redis_url: str,
-    demo_service_factory: DemoFactory,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The analysis seals its window, judges it, starts the next step and only then saves the
-    # record: a kill in between leaves the window sealed and the record still on it. The task
-    # comes back (late acknowledgement) and must judge the window again, not take the seal
-    # for a judgement and leave the rollout stuck for good.
-    url = demo_service_factory("s").url
+def _killed_after_judging_s0a0(
+    tmp_path: Path, redis_url: str, url: str, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Store, InlineDispatcher, controller.Context, str]:
+    """A rollout whose coordinator died after judging window s0a0, before saving the record."""
     store = Store.from_url(redis_url)
     disp = InlineDispatcher(store)
     ctx = controller.Context(store=store, dispatcher=disp)
@@ -432,14 +428,54 @@ def test_a_coordinator_killed_between_seal_and_save_is_judged_again_on_redeliver
     monkeypatch.setattr(controller.outcome, "save", dies_before_saving_a_judgement)
     with pytest.raises(_Killed):
         disp.run(ctx)
-    assert store.is_sealed(rid, "s0a0")
-    assert (store.load_rollout(rid) or {}).get("window") == "s0a0"
     monkeypatch.setattr(controller.outcome, "save", save)
+    return store, disp, ctx, rid
+
+
+def test_a_coordinator_killed_between_seal_and_save_is_judged_again_on_redelivery(
+    tmp_path: Path,
+    redis_url: str,
+    demo_service_factory: DemoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The analysis seals its window, judges it (tells the decision, adds the stable results to
+    # the service's history), starts the next step and only then saves the record: a kill in
+    # between leaves the window sealed and the record still on it. The task comes back (late
+    # acknowledgement) and must judge the window again, not take the seal for a judgement and
+    # leave the rollout stuck for good; and it must neither add those results nor tell the
+    # decision a second time.
+    url = demo_service_factory("s").url
+    store, disp, ctx, rid = _killed_after_judging_s0a0(tmp_path, redis_url, url, monkeypatch)
+    assert store.is_sealed(rid, "s0a0")
+    record = store.load_rollout(rid) or {}
+    assert record.get("window") == "s0a0"
+    service, names = record["service"], [t["transaction_name"] for t in record["transactions"]]
+
+    def history() -> int:  # Redis is emptied before each test: all of it is this rollout's
+        return sum(store.history_size(service, n) for n in names)
+
+    stable = [r for r in store.window_results(rid, "s0a0") if r.version == "stable"]
+    assert history() == len(stable) > 0
+    disp.queue.clear()  # only the re-judge: what the dead task had sent is beside the point
     disp.analyze(rid, "s0a0", 0)  # the unacknowledged task, handed out again
-    disp.run(ctx)
+    disp.run(ctx, until=lambda: (store.load_rollout(rid) or {}).get("judged") == "s0a0")
+    record = store.load_rollout(rid) or {}
+    assert record.get("judged") == "s0a0"
+    assert history() == len(stable)
+    told = [
+        e["data"]
+        for _, e in store.read_events(rid)
+        if e["type"] == "decision" and e["data"]["window"] == "s0a0"
+    ]
+    assert len(told) == 1, told
+    # The record holds the decision the event told.
+    assert [d["action"] for d in record["decisions"] if d["window"] == "s0a0"] == [
+        told[0]["action"]
+    ]
+    disp.run(ctx)  # and the rollout goes on to its end
     final = store.load_rollout(rid)
     assert final is not None and final["state"] == "promoted", final
-    assert store.windows(rid)[0] == "s0a0" and len(store.windows(rid)) == len(final["weights"])
+    assert store.windows(rid)[0] == "s0a0"
 
 
 def test_only_the_sequential_engine_gets_interim_checks(
@@ -780,7 +816,7 @@ def test_step_ends_keep_the_judge_in_memory_and_never_use_a_stale_copy(
 class _Quiet:
     """A dispatcher that sends nothing: the test plays the probe workers itself."""
 
-    def probe(self, batch: BatchSpec, queue: str) -> None: ...
+    def probe(self, batches: Sequence[BatchSpec], queue: str) -> None: ...
 
     def analyze(self, rollout_id: str, window: str, countdown: float) -> None: ...
 
@@ -848,8 +884,8 @@ class _Recording(_Quiet):
     probes: list[BatchSpec] = field(default_factory=list)
     advances: list[tuple[str, int, int, float]] = field(default_factory=list)
 
-    def probe(self, batch: BatchSpec, queue: str) -> None:
-        self.probes.append(batch)
+    def probe(self, batches: Sequence[BatchSpec], queue: str) -> None:
+        self.probes.extend(batches)
 
     def advance(self, rollout_id: str, step: int, attempt: int, countdown: float) -> None:
         self.advances.append((rollout_id, step, attempt, countdown))

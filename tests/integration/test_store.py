@@ -361,3 +361,22 @@ def test_a_lock_left_while_redis_was_away_is_released_by_its_process_once_back(
     with store.lock("r1", wait_s=0.0) as again:
         assert again is not None
     assert not store.r.exists(store.keys.lock("r1"))
+
+
+def test_a_window_is_told_once_with_its_event_and_history(redis_url: str) -> None:
+    store = Store.from_url(redis_url)
+    stable = [_res(i, "stable") for i in range(3)] + [
+        TransactionResult(t=2000.0, version="stable", transaction="checkout", ok=True, latency_ms=9)
+    ]
+    first = {"window": "s1a0", "action": "increase", "reasons": ["fine"]}
+    assert store.judge_window("r1", "s1a0", first, "shop", stable) is None
+    # Judged again (its coordinator died before the save): the first decision comes back, and
+    # neither the event nor the history is written twice.
+    again = {"window": "s1a0", "action": "hold", "reasons": ["other"]}
+    assert store.judge_window("r1", "s1a0", again, "shop", stable) == first
+    assert store.history_size("shop", "browse") == 3
+    assert store.history_size("shop", "checkout") == 1
+    told = [e for _, e in store.read_events("r1") if e["type"] == "decision"]
+    assert [e["data"] for e in told] == [first]
+    # Another window is told on its own.
+    assert store.judge_window("r1", "s1a1", again, "shop", []) is None

@@ -71,3 +71,11 @@ def test_a_record_gives_up_once_redis_stays_away_past_the_deadline() -> None:
         fleet._record(cast(Store, store), _SPEC, [], {}, sleep=sleep, clock=clock)
     assert sum(waits) <= fleet.RECORD_RETRY_S
     assert sum(waits) + 5.0 >= fleet.RECORD_RETRY_S
+
+
+def test_wakes_come_faster_only_while_most_canary_runs_fail() -> None:
+    # A hard failure wakes a check with every probe; a canary failing now and then keeps the
+    # slower pace, which bounds what its failures cost the control process.
+    assert fleet.wake_gap(4, 4) == fleet.wake_gap(2, 1) == fleet.FAST_WAKE_GAP_S
+    assert fleet.wake_gap(10, 1) == fleet.wake_gap(0, 0) == fleet.WAKE_GAP_S
+    assert fleet.FAST_WAKE_GAP_S < fleet.WAKE_GAP_S

@@ -27,6 +27,7 @@ def test_tasks_have_stable_names_other_services_can_send() -> None:
         "canary.analyze",
         "canary.check",
         "canary.probe_batch",
+        "canary.probe_fanout",
     } <= names
     assert {"canary.pause", "canary.resume", "canary.promote", "canary.abort"} <= names
     assert tasks.probe_batch.name == "canary.probe_batch"
