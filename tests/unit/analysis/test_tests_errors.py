@@ -115,3 +115,16 @@ def test_a_rare_error_step_is_rolled_back_sooner_with_the_boundary_variance() ->
         np.median([t or 1e9 for t in old])
     ), (new, old)
     assert float(np.median([t or 1e9 for t in new])) <= 540.0, new
+
+
+def test_a_state_saved_before_the_setting_loads_with_the_boundary_variance() -> None:
+    eng = AnalysisEngine(SLO(), EngineSettings(warmup_s=0.0), TXNS, t0=0.0)
+    eng.observe(_stream(3, 120, 0.017, 0.002))
+    state = eng.to_state()
+    del state["settings"]["error_null_variance"]
+    again = AnalysisEngine.from_state(state)
+    assert again.settings.error_null_variance is True
+    before = eng.decide(120.0, 5, step_end=True, holds=0)
+    after = again.decide(120.0, 5, step_end=True, holds=0)
+    assert after.action == before.action
+    assert after.metrics["tests"] == before.metrics["tests"]
