@@ -6,6 +6,7 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from canary.analysis.checks import Check, fmt_not_yet, fmt_p, three_way
 from canary.analysis.metrics import stats_of
@@ -24,6 +25,37 @@ DEFAULT_BOOTSTRAP = 2000
 # Below this, a sample p95 is one of the last two runs and its bootstrap is too optimistic
 # (measured: 2% false alarms at nominal 1% with 20 runs); the shift test covers such windows.
 MIN_N_P95 = 20
+
+
+def restricted_rate_difference_vec(
+    cn: npt.NDArray[np.float64],
+    ck: npt.NDArray[np.float64],
+    sn: npt.NDArray[np.float64],
+    sk: npt.NDArray[np.float64],
+    margin: float,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Canary minus stable error rate, and its variance at the null's boundary.
+
+    The variance is that of the two rates fitted by maximum likelihood under "canary - stable
+    = ``margin``" (Farrington and Manning's closed form of the cubic score equation), as in a
+    score test: with a rare failure rate, the plug-in variance of a worse canary counts its
+    excess failures twice (as the effect and as noise) and needs a third more runs to see a
+    +1.5 pp step (docs/analysis.md). Callers mask out empty windows.
+    """
+    n1, n2 = np.maximum(cn, 1.0), np.maximum(sn, 1.0)
+    p1, p2 = ck / n1, sk / n2
+    th = n2 / n1
+    a = 1.0 + th
+    b = -(1.0 + th + p1 + th * p2 + margin * (th + 2.0))
+    c = margin * margin + margin * (2.0 * p1 + th + 1.0) + p1 + th * p2
+    d = -p1 * margin * (1.0 + margin)
+    v = b**3 / (27.0 * a**3) - b * c / (6.0 * a * a) + d / (2.0 * a)
+    u = np.sign(v) * np.sqrt(np.maximum(b * b / (9.0 * a * a) - c / (3.0 * a), 0.0))
+    cube = np.where(u == 0.0, 1.0, u**3)
+    w = (math.pi + np.arccos(np.clip(v / cube, -1.0, 1.0))) / 3.0
+    r1 = np.clip(2.0 * u * np.cos(w) - b / (3.0 * a), 0.0, 1.0)
+    r2 = np.clip(r1 - margin, 0.0, 1.0)
+    return p1 - p2, r1 * (1.0 - r1) / n1 + r2 * (1.0 - r2) / n2
 
 
 def compare_error_rate(

@@ -77,6 +77,10 @@ class EngineSettings:
     # value as if that were paired_wander_prior_batches batches, and the smaller is used.
     paired_wander: bool = True
     paired_wander_prior_batches: float = 4.0
+    # The errors comparison's variance is taken at the null's boundary (both rates fitted under
+    # "canary - stable = the tolerance", a score test) rather than from the observed rates,
+    # which count a worse canary's excess failures as noise too (docs/analysis.md).
+    error_null_variance: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from canary.analysis.compare import restricted_rate_difference_vec
 from canary.analysis.ledger import FAIL, OK, OVER_SLO, S1, S2, TAIL, TAIL_N, Batches, Ledger, N
 from canary.analysis.sequential import (
     bernoulli_log_e_vec,
@@ -260,7 +261,12 @@ def run_tests(ledger: Ledger, wander: Wander) -> list[TestOutcome]:
             add(txn, "latency objective", bernoulli_log_e_vec(c[:, OVER_SLO], c[:, N], 0.05), has)
         enough = (c[:, N] >= minn) & (st[:, N] >= minn)
         pooled_ok &= enough
-        d_err, v_err = rate_difference_vec(c[:, N], c[:, FAIL], st[:, N], st[:, FAIL])
+        if s.error_null_variance:
+            d_err, v_err = restricted_rate_difference_vec(
+                c[:, N], c[:, FAIL], st[:, N], st[:, FAIL], err_margin
+            )
+        else:
+            d_err, v_err = rate_difference_vec(c[:, N], c[:, FAIL], st[:, N], st[:, FAIL])
         err = (d_err, v_err * phi)
         pooled_err.append(err)
         # Latency of successful runs only; the wander variance does not shrink with more runs,
