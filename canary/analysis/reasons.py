@@ -52,7 +52,12 @@ def failures(ledger: Ledger, txns: Sequence[str], version: str = "canary", k: in
     top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
     if not top:
         return ""
-    return "; top failures: " + ", ".join(f"{m!r} x{n}" for m, n in top)
+    # Quoted as written: repr() would escape the quotes of a body already quoted in the message.
+    return "; top failures: " + ", ".join(f"'{_one_line(m)}' x{n}" for m, n in top)
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(msg.split())
 
 
 def slowest_step(ledger: Ledger, txns: Sequence[str]) -> str:
