@@ -77,6 +77,12 @@ class EngineSettings:
     # value as if that were paired_wander_prior_batches batches, and the smaller is used.
     paired_wander: bool = True
     paired_wander_prior_batches: float = 4.0
+    # A latency test that held a step as "not yet conclusive" keeps holding the weight until its
+    # evidence falls back below suspect_release_fraction of the rejection bar (log scale): a
+    # canary that looks slower must not slip through between two holds (docs/analysis.md).
+    suspect_release_fraction: float = 0.25
+    # The suspect bar of the latency and tail tests (suspect_fraction for the others).
+    latency_suspect_fraction: float = 0.5
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,6 +147,10 @@ class EngineSettings:
             problems.append("restart_share: must be in (0, 1)")
         if not 0.0 < self.suspect_fraction <= 1.0:
             problems.append("suspect_fraction: must be in (0, 1]")
+        if not 0.0 < self.latency_suspect_fraction <= 1.0:
+            problems.append("latency_suspect_fraction: must be in (0, 1]")
+        if not 0.0 <= self.suspect_release_fraction <= self.latency_suspect_fraction:
+            problems.append("suspect_release_fraction: must be in [0, latency_suspect_fraction]")
         if not 0.5 <= self.predictive_probability < 1.0:
             problems.append("predictive_probability: must be in [0.5, 1)")
         if not 0.0 < self.health_alpha < 0.5:
