@@ -169,7 +169,8 @@ def _steps(eng: AnalysisEngine, data: list[TransactionResult], ends: list[int]) 
 def test_a_latency_suspicion_holds_until_its_evidence_falls_back() -> None:
     data = _suspect_then_fading()
     # Before: the test dipped below the suspect bar at 150 s and the weight grew at once.
-    before = _steps(engine(suspect_release_fraction=0.5), data, [30, 60, 90, 120, 150])
+    old = engine(latency_suspect_fraction=0.5, suspect_release_fraction=0.5)
+    before = _steps(old, data, [30, 60, 90, 120, 150])
     assert before == ["increase", "increase", "hold", "hold", "increase"]
     eng = engine()
     assert _steps(eng, data, [30, 60, 90, 120]) == ["increase", "increase", "hold", "hold"]
