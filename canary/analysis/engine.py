@@ -19,7 +19,7 @@ from canary.analysis.decision import Decision, JudgeInput
 from canary.analysis.holds import evidence_holds, step_evidence
 from canary.analysis.ledger import FAIL, Ledger, history_wander, reference_from_history
 from canary.analysis.predict import predict
-from canary.analysis.reasons import describe, summaries, warmup_reason
+from canary.analysis.reasons import describe, evidence, summaries, warmup_reason
 from canary.analysis.settings import EngineSettings
 from canary.analysis.slo import SLO
 from canary.analysis.stats import binom_sf, newcombe_p_value
@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 STATE_VERSION = 2
+# The tests whose suspicion outlives the step that raised it (suspect_release_fraction).
+SUSPECT_TESTS = ("latency", "tail latency")
 
 
 def shared_doubt(cf: float, cn: float, sf: float, sn: float, phi: float, bar: float) -> str | None:
@@ -91,6 +93,9 @@ class AnalysisEngine:
         self.forecast_checked = -1
         self.failure_offset = 0
         self.stable_shift_accepted = False
+        # "transaction|test" of latency tests that held a step as not yet conclusive, with the
+        # time (s after t0) they first did: they hold until their evidence falls back.
+        self.suspects: dict[str, float] = {}
         self._wander = Wander()
         # The warm-up tests change only when a bucket closes or a warm-up result arrives.
         self._warm_key: tuple[int, float] | None = None
@@ -119,6 +124,7 @@ class AnalysisEngine:
             "forecast_checked": self.forecast_checked,
             "failure_offset": self.failure_offset,
             "stable_shift_accepted": self.stable_shift_accepted,
+            "suspects": dict(self.suspects),
         }
 
     @classmethod
@@ -137,6 +143,7 @@ class AnalysisEngine:
         eng.forecast_checked = int(state["forecast_checked"])
         eng.failure_offset = int(state.get("failure_offset", 0))
         eng.stable_shift_accepted = bool(state.get("stable_shift_accepted", False))
+        eng.suspects = {str(k): float(v) for k, v in state.get("suspects", {}).items()}
         return eng
 
     # --- observing -----------------------------------------------------------------------------
@@ -249,7 +256,7 @@ class AnalysisEngine:
         hold = unresolved + [
             f"{describe(o, led, self._wander)} (not yet conclusive; holding for more evidence)"
             for o in tests
-            if not o.shared and suspect * o.threshold <= o.log_e < o.threshold
+            if not o.shared and self._suspect_bar(o) <= o.log_e < o.threshold
         ]
         hold += [
             f"{describe(o, led, self._wander)} (looks beyond tolerance and worse than stable; "
@@ -257,6 +264,7 @@ class AnalysisEngine:
             for o in tests
             if o.lean and o.log_e < suspect * o.threshold
         ]
+        hold += self._still_suspect(tests, rel)
         degraded = self._stable_health(rel)
         alerts += degraded
         if degraded and self.stable_shift_accepted:
@@ -319,6 +327,42 @@ class AnalysisEngine:
             alerts=alerts,
             metrics=metrics,
         )
+
+    def _suspect_bar(self, o: TestOutcome) -> float:
+        """The log e-value from which a test holds a step as not yet conclusive."""
+        s = self.settings
+        share = s.latency_suspect_fraction if o.test in SUSPECT_TESTS else s.suspect_fraction
+        return share * o.threshold
+
+    def _still_suspect(self, tests: list[TestOutcome], rel: float) -> list[str]:
+        """Hold reasons for latency tests that held a step as not yet conclusive and have not
+        fallen back below ``suspect_release_fraction`` of their bar since (step ends only).
+
+        Without this memory a test whose evidence hovers about the suspect bar (a steady
+        regression that the wander allowance keeps from concluding) holds a step, dips below
+        the bar at the next, lets the weight grow, and can end in a promotion after holds that
+        never ran consecutively into the fail-safe."""
+        s, led = self.settings, self.ledger
+        out = []
+        for o in tests:
+            if o.test not in SUSPECT_TESTS or o.shared:
+                continue
+            key = f"{o.transaction}|{o.test}"
+            if o.log_e >= self._suspect_bar(o):
+                self.suspects.setdefault(key, rel)
+                continue
+            since = self.suspects.get(key)
+            if since is None:
+                continue
+            bar = s.suspect_release_fraction * o.threshold
+            if o.log_e < bar:
+                del self.suspects[key]
+                continue
+            out.append(
+                f"{describe(o, led, self._wander)} (held as possibly slower since t={since:.0f}s "
+                f"and not cleared: holding until its evidence falls below {evidence(bar)})"
+            )
+        return out
 
     def _warmup_tests(self, rel: float) -> list[WarmupOutcome]:
         s, led = self.settings, self.ledger

@@ -81,6 +81,14 @@ class EngineSettings:
     # "canary - stable = the tolerance", a score test) rather than from the observed rates,
     # which count a worse canary's excess failures as noise too (docs/analysis.md).
     error_null_variance: bool = True
+    # A latency test that held a step as "not yet conclusive" keeps holding the weight until its
+    # evidence falls back below suspect_release_fraction of the rejection bar (log scale): a
+    # canary that looks slower must not slip through between two holds (docs/analysis.md).
+    suspect_release_fraction: float = 0.25
+    # The suspect bar of the latency and tail tests (suspect_fraction for the others): lower,
+    # as their evidence is bounded by the wander allowance; with the memory above, a steady
+    # regression held there reaches the fail-safe (0.4 from the bench: docs/analysis.md).
+    latency_suspect_fraction: float = 0.4
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -145,6 +153,10 @@ class EngineSettings:
             problems.append("restart_share: must be in (0, 1)")
         if not 0.0 < self.suspect_fraction <= 1.0:
             problems.append("suspect_fraction: must be in (0, 1]")
+        if not 0.0 < self.latency_suspect_fraction <= 1.0:
+            problems.append("latency_suspect_fraction: must be in (0, 1]")
+        if not 0.0 <= self.suspect_release_fraction <= self.latency_suspect_fraction:
+            problems.append("suspect_release_fraction: must be in [0, latency_suspect_fraction]")
         if not 0.5 <= self.predictive_probability < 1.0:
             problems.append("predictive_probability: must be in [0.5, 1)")
         if not 0.0 < self.health_alpha < 0.5:

@@ -229,6 +229,10 @@ def test_settings_are_validated() -> None:
     assert EngineSettings.from_dict({"alpha": 0.05}).alpha == 0.05
     with pytest.raises(ConfigError, match="lean_rule"):
         EngineSettings.from_dict({"lean_rule": "maybe"})
+    with pytest.raises(ConfigError, match="suspect_release_fraction"):
+        EngineSettings.from_dict({"latency_suspect_fraction": 0.2})
+    with pytest.raises(ConfigError, match="latency_suspect_fraction"):
+        EngineSettings.from_dict({"latency_suspect_fraction": 0.0})
     with pytest.raises(ConfigError, match="pooled_alpha_share"):
         EngineSettings.from_dict({"pooled_alpha_share": 1.0})
 

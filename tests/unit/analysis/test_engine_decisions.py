@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -148,3 +149,52 @@ def test_low_volume_hold_reasons_give_the_wait_and_the_sample_size_at_the_rollou
     assert first.startswith("browse: too little evidence: 3 canary and 18 stable runs")
     assert "stable runs/s that is about" in first and "s more (rates over the rollout)" in first
     assert "21% slower (twice the tolerance)" in first
+
+
+def _suspect_then_fading(seed: int = 2) -> list[TransactionResult]:
+    """browse 30% slower for two minutes, then as fast as stable: its latency test holds as
+    not yet conclusive, and the evidence fades in the following 30 s steps."""
+    data = stream(seed, 400)
+    return _slow_browse([r for r in data if r.t < 120], 1.3) + [r for r in data if r.t >= 120]
+
+
+def _steps(eng: AnalysisEngine, data: list[TransactionResult], ends: list[int]) -> list[str]:
+    out = []
+    for t in ends:
+        eng.observe([r for r in data if t - 30 <= r.t < t])
+        out.append(eng.decide(float(t), 5, step_end=True).action)
+    return out
+
+
+def test_a_latency_suspicion_holds_until_its_evidence_falls_back() -> None:
+    data = _suspect_then_fading()
+    # Before: the test dipped below the suspect bar at 150 s and the weight grew at once.
+    old = engine(latency_suspect_fraction=0.5, suspect_release_fraction=0.5)
+    before = _steps(old, data, [30, 60, 90, 120, 150])
+    assert before == ["increase", "increase", "hold", "hold", "increase"]
+    eng = engine()
+    assert _steps(eng, data, [30, 60, 90, 120]) == ["increase", "increase", "hold", "hold"]
+    # Its memory survives the engine's state (kept between Celery tasks) ...
+    eng = AnalysisEngine.from_state(json.loads(json.dumps(eng.to_state())))
+    eng.observe([r for r in data if 120 <= r.t < 150])
+    d = eng.decide(150.0, 5, step_end=True)
+    assert d.action == "hold"
+    assert "held as possibly slower since t=90s and not cleared" in d.reasons[0], d.reasons
+    # ... and it lets go once the evidence is below its release bar.
+    assert _steps(eng, data, [180]) == ["increase"]
+    assert eng.suspects == {}
+
+
+def test_an_older_state_without_suspects_loads() -> None:
+    eng = engine()
+    eng.observe(stream(0, 60))
+    state = eng.to_state()
+    del state["suspects"]
+    assert AnalysisEngine.from_state(state).suspects == {}
+
+
+def test_the_latency_tests_have_their_own_suspect_bar() -> None:
+    # browse's latency test is at about 0.37 of its bar at 60 s.
+    data = _suspect_then_fading()
+    assert _steps(engine(latency_suspect_fraction=0.5), data, [30, 60]) == ["increase"] * 2
+    assert _steps(engine(latency_suspect_fraction=0.3), data, [30, 60]) == ["increase", "hold"]
