@@ -79,7 +79,7 @@ class CeleryDispatcher:
         # worker's CPU at 50 rollouts (py-spy, scripts/bench-scale).
         if not batches:
             return
-        args = [[b.to_dict() for b in batches]]
+        args = [[b.to_dict() for b in batches], queue]
         first = batches[0]
         probe_fanout.apply_async(
             args=args,
@@ -244,15 +244,15 @@ def send_batch(batch: dict[str, Any], queue: str) -> None:
     soft_time_limit=30,
     time_limit=45,
 )
-def probe_fanout(batches: list[dict[str, Any]]) -> int:
-    """Send each of a step's probe batches as its own task, from the probe worker that got them.
+def probe_fanout(batches: list[dict[str, Any]], queue: str) -> int:
+    """Send each of a step's probe batches for ``queue`` (the controller grouped them by it) as
+    its own task, from the probe worker that got them.
 
     A re-delivered copy sends them again, which is harmless: a batch is claimed and recorded
     once (canary.fleet). Returns how many were sent.
     """
-    prefix = load_settings().probe_queue_prefix
     for batch in batches:
-        send_batch(batch, f"{prefix}.{batch.get('environment') or 'default'}")
+        send_batch(batch, queue)
     return len(batches)
 
 
