@@ -181,10 +181,9 @@ class AnalysisEngine:
         tests = run_tests(led, self._wander)
         # Strongest evidence first, so that the first reason is the one that matters.
         tests.sort(key=lambda o: o.threshold - o.log_e)
-        suspect = s.suspect_fraction
         doubts: dict[int, str] = {}
         for o in tests:
-            if o.log_e >= suspect * o.threshold:
+            if o.log_e >= self._suspect_bar(o):
                 why = self._sharing(o)
                 o.shared = why is not None
                 if why:
@@ -262,7 +261,7 @@ class AnalysisEngine:
             f"{describe(o, led, self._wander)} (looks beyond tolerance and worse than stable; "
             f"holding the weight until it is certain)"
             for o in tests
-            if o.lean and o.log_e < suspect * o.threshold
+            if o.lean and o.log_e < self._suspect_bar(o)
         ]
         hold += self._still_suspect(tests, rel)
         degraded = self._stable_health(rel)
