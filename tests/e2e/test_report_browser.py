@@ -19,6 +19,7 @@ import pytest
 from canary import report
 from canary.probing.result import TransactionResult
 from canary.store import Store
+from tests.fixtures.proxies import package_install_lock
 
 pytestmark = pytest.mark.e2e
 
@@ -41,17 +42,22 @@ def ensure_chromium() -> str:
     if os.access(found, os.X_OK):
         return found
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    # Wait for apt's own lock rather than fail on it: something else may be installing.
+    wait = ["-o", "DPkg::Lock::Timeout=600"]
     log = []
-    for cmd in (["apt-get", "install", "-y", "chromium"], ["apt-get", "update"],
-                ["apt-get", "install", "-y", "chromium"]):  # fmt: skip
-        try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            log.append(f"{' '.join(cmd)}: {exc}")
-            continue
-        log.append(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stderr[-800:]}")
-        if r.returncode == 0 and os.access("/usr/bin/chromium", os.X_OK):
+    with package_install_lock():
+        if os.access("/usr/bin/chromium", os.X_OK):
             return "/usr/bin/chromium"
+        for cmd in (["apt-get", *wait, "install", "-y", "chromium"], ["apt-get", *wait, "update"],
+                    ["apt-get", *wait, "install", "-y", "chromium"]):  # fmt: skip
+            try:
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                log.append(f"{' '.join(cmd)}: {exc}")
+                continue
+            log.append(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stderr[-800:]}")
+            if r.returncode == 0 and os.access("/usr/bin/chromium", os.X_OK):
+                return "/usr/bin/chromium"
     pytest.fail(
         "headless Chromium is needed and could not be installed "
         "(run `apt-get update && apt-get install -y chromium` as root):\n" + "\n".join(log),

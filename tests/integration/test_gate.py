@@ -129,7 +129,9 @@ def _nginx(tmp: Path, gate_port: int) -> ManagedProcess:
 
 
 @pytest.fixture(scope="module")
-def stack(redis_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(
+    redis_server: str, nginx_installed: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("gate")
     started: list[ManagedProcess] = []
     fleet = LocalFleet(tmp / "fleet", redis_url=redis_server, log_level="WARNING")
