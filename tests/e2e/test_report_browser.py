@@ -36,31 +36,39 @@ CHROMIUM_FLAGS = [
 ]
 
 
-def ensure_chromium() -> str:
-    """Debian's chromium, installed with apt-get when missing; the test fails if that is impossible."""
+def ensure_chromium(*, driver: bool = False) -> str:
+    """Debian's chromium (and, with ``driver``, its chromedriver), installed with apt-get when
+    missing; the test fails if that is impossible."""
+    packages = {"/usr/bin/chromium": "chromium"}
+    if driver:
+        packages["/usr/bin/chromedriver"] = "chromium-driver"
+
+    def present() -> bool:
+        return all(os.access(path, os.X_OK) for path in packages)
+
     found = shutil.which("chromium") or "/usr/bin/chromium"
-    if os.access(found, os.X_OK):
+    if os.access(found, os.X_OK) and (not driver or present()):
         return found
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     # Wait for apt's own lock rather than fail on it: something else may be installing.
     wait = ["-o", "DPkg::Lock::Timeout=600"]
+    install = ["apt-get", *wait, "install", "-y", *packages.values()]
     log = []
     with package_install_lock():
-        if os.access("/usr/bin/chromium", os.X_OK):
+        if present():
             return "/usr/bin/chromium"
-        for cmd in (["apt-get", *wait, "install", "-y", "chromium"], ["apt-get", *wait, "update"],
-                    ["apt-get", *wait, "install", "-y", "chromium"]):  # fmt: skip
+        for cmd in (install, ["apt-get", *wait, "update"], install):
             try:
                 r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
             except (OSError, subprocess.TimeoutExpired) as exc:
                 log.append(f"{' '.join(cmd)}: {exc}")
                 continue
             log.append(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stderr[-800:]}")
-            if r.returncode == 0 and os.access("/usr/bin/chromium", os.X_OK):
+            if r.returncode == 0 and present():
                 return "/usr/bin/chromium"
     pytest.fail(
-        "headless Chromium is needed and could not be installed "
-        "(run `apt-get update && apt-get install -y chromium` as root):\n" + "\n".join(log),
+        "headless Chromium is needed and could not be installed (run `apt-get update && "
+        f"apt-get install -y {' '.join(packages.values())}` as root):\n" + "\n".join(log),
         pytrace=False,
     )
 
